@@ -24,11 +24,13 @@ fi
 
 echo "== python environment (.venv)"
 [ -x .venv/bin/python ] || python3 -m venv .venv
-.venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
+# pip on our machines warns about local index folders it skips; keep its errors and exit code
+pipq() { .venv/bin/pip install -q "$@" 2> >(grep -v "is ignored" >&2); }
+pipq --upgrade pip
 # torch 2.13.0 is the CPU build kept on disk on our machines; ask for it exactly first so the
 # 'train' range below is already satisfied and pip does not fetch a CUDA build.
-.venv/bin/pip install -q "torch==2.13.0" 2>&1 | grep -v "is ignored" || true
-.venv/bin/pip install -q -e ".[dev,data,eval,train]" 2>&1 | grep -v "is ignored" || true
+pipq "torch==2.13.0"
+pipq -e ".[dev,eval,train]"
 
 echo "== ruff"
 .venv/bin/ruff check .
