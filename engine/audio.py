@@ -381,11 +381,19 @@ def write_audio(
     os.close(fd)
     try:
         _write_file(Path(tmp_name), a, rate, fmt, depth, mp3_quality)
+        os.chmod(tmp_name, p.stat().st_mode & 0o7777 if p.exists() else _new_file_mode())
         os.replace(tmp_name, p)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     return p
+
+
+def _new_file_mode() -> int:
+    """The mode a plainly created file gets (0o666 less the umask); mkstemp makes 0o600."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
 
 
 def _check_writable(a: np.ndarray, rate: int, depth: str, p: Path) -> None:

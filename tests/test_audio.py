@@ -204,3 +204,15 @@ def test_stats_of_a_long_file_use_bounded_memory(tmp_path: Path) -> None:
     tracemalloc.stop()
     assert st.peak_dbfs == pytest.approx(20 * np.log10(0.25), abs=1e-3)
     assert peak < 40e6
+
+
+def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
+    import os
+
+    p = audio.write_audio(tmp_path / "new.wav", np.zeros((1, 10)), 48000)
+    mask = os.umask(0)
+    os.umask(mask)
+    assert p.stat().st_mode & 0o777 == 0o666 & ~mask
+    os.chmod(p, 0o640)
+    audio.write_audio(p, np.zeros((1, 10)), 48000, overwrite=True)
+    assert p.stat().st_mode & 0o777 == 0o640  # replacing keeps the file's mode
