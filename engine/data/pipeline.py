@@ -10,6 +10,7 @@ song's seed, so the same seed gives the same bytes. Two backends:
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,7 @@ def _dry_vocals(tracks: list[tuple[Part, np.ndarray]]) -> np.ndarray:
 def render_song(spec: SongSpec, *, rate: int, seed: int, backend: str) -> RenderedSong:
     """Render every part, produce the stems and detect where the vocals sing."""
     sounds = choose_sounds(seed, backend)
+    clock = [time.process_time()]
     tracks: list[tuple[Part, np.ndarray]] = []
     made_by: list[str] = []
     for i, part in enumerate(spec.parts):
@@ -120,8 +122,11 @@ def render_song(spec: SongSpec, *, rate: int, seed: int, backend: str) -> Render
         )
         tracks.append((part, audio))
         made_by.append(how)
+    clock.append(time.process_time())
     prod = production.produce(tracks, rate=rate, seed=seed, tempo=spec.tempo)
+    clock.append(time.process_time())
     activity = vad.detect(_dry_vocals(tracks), rate, cfg=VAD_CONFIG)
+    clock.append(time.process_time())
     info = {
         "backend": backend,
         "font": sounds.font.name if sounds.font else None,
@@ -131,5 +136,10 @@ def render_song(spec: SongSpec, *, rate: int, seed: int, backend: str) -> Render
         ),
         "parts": made_by,
         "production": prod.chain,
+        # CPU seconds of this process per stage (FluidSynth/Festival run as child processes and
+        # are not included; the set benchmark measures wall time of everything)
+        "cpu_seconds": dict(
+            zip(("render", "produce", "vad"), np.diff(clock).round(3).tolist(), strict=True)
+        ),
     }
     return RenderedSong(prod.stems, prod.mixture, rate, info, activity.as_dict())
