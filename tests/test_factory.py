@@ -79,7 +79,9 @@ def test_splits_never_share_a_song() -> None:
     assert len({j.seed for j in jobs}) == len(jobs)
 
 
-def test_cli_synth_and_stats(made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_synth_and_stats(
+    made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli"
     args = ["data", "synth", "--minutes", "0.15", "--out", str(out), "--seed", "2",
             "--backend", "numpy", "--min-seconds", "8", "--max-seconds", "10", "--jobs", "1"]  # fmt: skip
