@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.commands import tokenize_cmd
 from engine.errors import StemtokError
 
 
@@ -22,6 +23,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _register_synth(dsub)
     _register_stats(dsub)
     _register_bench(dsub)
+    tokenize_cmd.register(dsub)
     p.set_defaults(func=lambda args: _usage(p))
 
 

