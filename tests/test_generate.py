@@ -3,44 +3,19 @@ seed, arrangement mode, stop on E, progress and cancel."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Iterator
-
 import numpy as np
 import pytest
 import torch
+from tiny_models import TINY_LM as TINY
+from tiny_models import tiny_lm
 from torch import Tensor
 
 from engine.models.generate import GenerationCancelled, Sampling, choose, entropy_of, generate
 from engine.models.lm import SeparationLM
-from engine.models.lm_config import LMConfig
 
-TINY = dataclasses.replace(
-    LMConfig.small(), name="tiny", n_levels=3, codebook_size=16, n_frames=4, mel_frames=16,
-    enc_dim=24, enc_heads=2, enc_layers=1, enc_stride=2, dim=32, n_heads=4, n_kv_heads=2,
-    ff_dim=64, n_layers=2, dropout=0.0,
-)  # fmt: skip
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 NO_END = Sampling(stop_on_end=False)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def model_of(cfg: LMConfig = TINY, seed: int = 0) -> SeparationLM:
-    torch.manual_seed(seed)
-    model = SeparationLM(cfg).eval()
-    torch.nn.init.normal_(model.embed.weight, 0.0, 0.5)  # token content matters clearly
-    torch.nn.init.normal_(model.heads, 0.0, 0.5)  # and so do the logits
-    if model.frame_emb is not None:  # zero at init: make it matter in these tests
-        torch.nn.init.normal_(model.frame_emb.weight, 0.0, 0.5)
-    if model.mix_inject is not None:  # the same for the aligned mixture features
-        torch.nn.init.normal_(model.mix_inject.weight, 0.0, 0.5)
-    return model
 
 
 def mel_of(batch: int = 2, seed: int = 0) -> np.ndarray:
@@ -69,7 +44,7 @@ def greedy_from_full_pass(model: SeparationLM, mel: np.ndarray, codes: np.ndarra
 @pytest.mark.parametrize("ablation", [None, "a3"])
 def test_greedy_generation_is_the_argmax_of_the_full_pass(ablation: str | None) -> None:
     cfg = TINY.ablation(ablation) if ablation else TINY
-    model, mel = model_of(cfg), mel_of()
+    model, mel = tiny_lm(cfg), mel_of()
     out = generate(model, mel, sampling=NO_END)
     assert out.codes.shape == (2, 4, 2, 3, 4) and out.entropy.shape == out.codes.shape
     np.testing.assert_array_equal(out.codes, greedy_from_full_pass(model, mel, out.codes))
@@ -77,7 +52,7 @@ def test_greedy_generation_is_the_argmax_of_the_full_pass(ablation: str | None) 
 
 
 def test_static_and_growing_caches_generate_the_same_tokens() -> None:
-    model, mel = model_of(), mel_of()
+    model, mel = tiny_lm(), mel_of()
     a = generate(model, mel, sampling=NO_END, static_cache=True)
     b = generate(model, mel, sampling=NO_END, static_cache=False)
     np.testing.assert_array_equal(a.codes, b.codes)
@@ -85,7 +60,7 @@ def test_static_and_growing_caches_generate_the_same_tokens() -> None:
 
 
 def test_sampling_is_reproducible_with_a_seed_and_rerolls_with_another() -> None:
-    model, mel = model_of(), mel_of()
+    model, mel = tiny_lm(), mel_of()
     hot = dict(temperature=1.5, stop_on_end=False)
     a = generate(model, mel, sampling=Sampling(seed=1, **hot))  # type: ignore[arg-type]
     b = generate(model, mel, sampling=Sampling(seed=1, **hot))  # type: ignore[arg-type]
@@ -100,7 +75,7 @@ def test_sampling_is_reproducible_with_a_seed_and_rerolls_with_another() -> None
 
 
 def test_arrangement_mode_keeps_given_tracks_and_uses_them() -> None:
-    model, mel = model_of(), mel_of()
+    model, mel = tiny_lm(), mel_of()
     rng = np.random.default_rng(0)
     drums = rng.integers(0, 16, (2, 2, 3, 4))
     out = generate(model, mel, given={"drums": drums}, sampling=NO_END)
@@ -117,7 +92,7 @@ def test_arrangement_mode_keeps_given_tracks_and_uses_them() -> None:
 
 
 def test_arrangement_rejects_unknown_tracks_and_shapes() -> None:
-    model, mel = model_of(), mel_of()
+    model, mel = tiny_lm(), mel_of()
     from engine.errors import StemtokError
 
     with pytest.raises(StemtokError, match="unknown track"):
@@ -148,7 +123,7 @@ def test_stop_on_end_ends_a_track_and_repeats_its_last_frame() -> None:
 
 
 def test_progress_and_cancel() -> None:
-    model, mel = model_of(), mel_of(1)
+    model, mel = tiny_lm(), mel_of(1)
     seen: list[tuple[int, int]] = []
     generate(model, mel, given={"bass": np.zeros((1, 2, 3, 4), dtype=np.int64)},
              progress=lambda d, t: seen.append((d, t)))  # fmt: skip

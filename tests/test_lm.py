@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tiny_models import TINY_LM as TINY
+from tiny_models import tiny_lm
 
 from engine.errors import StemtokError
 from engine.models.lm import KVCache, SeparationLM, count_parameters, load_lm, save_lm
@@ -24,33 +25,7 @@ from engine.training.lm import (
     write_synthetic_tokens,
 )
 
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """Tiny models run fastest on one thread (and do not fight other jobs for cores)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-TINY = dataclasses.replace(
-    LMConfig.small(), name="tiny", n_levels=3, codebook_size=16, n_frames=4, mel_frames=16,
-    enc_dim=24, enc_heads=2, enc_layers=1, enc_stride=2, dim=32, n_heads=4, n_kv_heads=2,
-    ff_dim=64, n_layers=2, dropout=0.0,
-)  # fmt: skip
-
-
-def tiny_model(cfg: LMConfig = TINY, seed: int = 0) -> SeparationLM:
-    torch.manual_seed(seed)
-    model = SeparationLM(cfg).eval()
-    torch.nn.init.normal_(model.embed.weight, 0.0, 0.5)  # token content matters clearly
-    torch.nn.init.normal_(model.heads, 0.0, 0.5)  # and so do the logits
-    if model.frame_emb is not None:  # zero at init: make it matter in these tests
-        torch.nn.init.normal_(model.frame_emb.weight, 0.0, 0.5)
-    if model.mix_inject is not None:  # the same for the aligned mixture features
-        torch.nn.init.normal_(model.mix_inject.weight, 0.0, 0.5)
-    return model
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def random_inputs(cfg: LMConfig, batch: int, seed: int = 0) -> tuple[torch.Tensor, np.ndarray]:
@@ -74,7 +49,7 @@ def stepwise(
 # --------------------------------------------------------------------------- cache
 @pytest.mark.parametrize("static", [False, True])
 def test_step_by_step_decoding_equals_full_forward(static: bool) -> None:
-    model = tiny_model()
+    model = tiny_lm()
     mel, codes = random_inputs(TINY, 2)
     inputs, _ = TINY.layout.build(codes)
     ids = torch.from_numpy(inputs)
@@ -84,7 +59,7 @@ def test_step_by_step_decoding_equals_full_forward(static: bool) -> None:
 
 
 def test_chunked_steps_equal_single_steps() -> None:
-    model = tiny_model()
+    model = tiny_lm()
     mel, codes = random_inputs(TINY, 1)
     ids = torch.from_numpy(TINY.layout.build(codes)[0])
     cache = model.prefill(mel)
@@ -96,7 +71,7 @@ def test_chunked_steps_equal_single_steps() -> None:
 
 def test_cache_is_kept_across_tracks() -> None:
     """Track 2 decoded on the cache left by track 1 equals the full pass and depends on track 1."""
-    model, layout = tiny_model(), TINY.layout
+    model, layout = tiny_lm(), TINY.layout
     mel, codes = random_inputs(TINY, 1)
     ids = torch.from_numpy(layout.build(codes)[0])
     t1, t2 = layout.track_slice(0), layout.track_slice(1)
@@ -113,7 +88,7 @@ def test_cache_is_kept_across_tracks() -> None:
 
 
 def test_fixed_buffer_cache_equals_growing_and_is_written_in_place() -> None:
-    model = tiny_model(dataclasses.replace(TINY, n_kv_heads=1))  # grouped-query: 4 heads, 1 kv
+    model = tiny_lm(dataclasses.replace(TINY, n_kv_heads=1))  # grouped-query: 4 heads, 1 kv
     mel, codes = random_inputs(model.cfg, 2)
     ids = torch.from_numpy(model.cfg.layout.build(codes)[0])[:, :9]
     grow = model.prefill(mel)
@@ -138,7 +113,7 @@ def test_static_cache_refuses_to_overflow() -> None:
 
 def test_parallel_tracks_do_not_see_each_other() -> None:
     cfg = TINY.ablation("a3")
-    model, layout = tiny_model(cfg), cfg.layout
+    model, layout = tiny_lm(cfg), cfg.layout
     mel, codes = random_inputs(cfg, 1)
     inputs, _ = layout.build_parallel(codes)
     full = model(mel, torch.from_numpy(inputs))
@@ -310,7 +285,7 @@ def test_batch_layouts(tmp_path: Path) -> None:
 
 
 def test_save_and_load_round_trip(tmp_path: Path) -> None:
-    model = tiny_model()
+    model = tiny_lm()
     path = save_lm(model, tmp_path / "lm.pt")
     again = load_lm(path)
     mel, codes = random_inputs(TINY, 1)
@@ -330,12 +305,12 @@ def test_frame_embedding_marks_the_frame_each_position_is_about() -> None:
     assert frames[9 : 9 + 9].tolist() == [0, 0, 1, 1, 2, 2, 3, 3, 3]
     model = SeparationLM(TINY)
     assert model.frame_emb is not None and float(model.frame_emb.weight.detach().abs().sum()) == 0.0
-    assert tiny_model(dataclasses.replace(TINY, frame_embedding=False)).frame_emb is None
+    assert tiny_lm(dataclasses.replace(TINY, frame_embedding=False)).frame_emb is None
     assert not LMConfig.paper().frame_embedding and LMConfig.small().frame_embedding
 
 
 def test_aligned_mixture_gives_each_token_position_its_own_frame() -> None:
-    model = tiny_model()
+    model = tiny_lm()
     assert model.mix_inject is not None
     mel, codes = random_inputs(TINY, 1)
     ids = torch.from_numpy(TINY.layout.build(codes)[0])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_codec_config
 
 from engine import features
 from engine.constants import STEMS
@@ -18,39 +18,10 @@ from engine.data.tokenize import apply_augmentation, draw_augmentation, tokenize
 from engine.models.codec import Codec, load_codec, save_codec
 from engine.models.codec_config import CodecConfig
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 RATE = 48_000
 HOP = 3840
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def _tiny() -> CodecConfig:
-    return CodecConfig.small(
-        name="tiny",
-        n_levels=3,
-        codebook_size=16,
-        latent_dim=8,
-        enc_dim=16,
-        enc_convnext=1,
-        enc_layers=1,
-        sem_dim=16,
-        sem_convnext=1,
-        sem_layers=1,
-        dec_dim=16,
-        dec_layers=1,
-        dec_convnext=1,
-        al_dim=16,
-        al_layers=1,
-        al_convnext=1,
-        heads=2,
-        attn_window=4,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +33,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
         stems = {s: (0.1 * rng.standard_normal((2, n))).astype(np.float32) for s in STEMS}
         write_track(root / "set" / split / name, stems, RATE, bit_depth="32f")
     torch.manual_seed(0)
-    codec = Codec(_tiny()).train()
+    codec = Codec(tiny_codec_config()).train()
     codec.quantize(0.1 * torch.randn(4, 4 * HOP))
     save_codec(codec.eval(), root / "codec")
     return root / "set", root / "codec"
@@ -82,7 +53,7 @@ def test_tokenize_writes_the_contract(setup: tuple[Path, Path], tmp_path: Path) 
             assert set(z.files) == {"codes", "mel"}
     saved = json.loads((out / "tokens.json").read_text())
     assert saved == json.loads(json.dumps(man))
-    assert CodecConfig(**saved["codec_config"]) == _tiny()
+    assert CodecConfig(**saved["codec_config"]) == tiny_codec_config()
     assert saved["stems"] == list(STEMS) and len(saved["songs"]) == 6
     entry = next(e for e in saved["songs"] if e["song"] == "a" and e["variant"] == 1)
     assert entry["split"] == "train" and entry["frames"] == frames

@@ -3,58 +3,27 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_codec_config
 
 from engine.data.musdb import write_track
 from engine.errors import NotReadyError, StemtokError
 from engine.models import codec_dsp
 from engine.models.codec import Codec
-from engine.models.codec_config import CodecConfig
 from engine.models.codec_losses import spectral_loss
 from engine.training import common
 from engine.training.codec import CodecTrainConfig, evaluate, train_codec
 from engine.training.codec_data import CropSampler, StemBank, fixed_batch
 
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
 HOP = 3840
 RATE = 48_000
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    """One torch thread: on a shared 2-core machine more threads only wait for each other."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
-def tiny() -> CodecConfig:
-    return CodecConfig.small(
-        name="tiny",
-        n_levels=3,
-        codebook_size=16,
-        latent_dim=8,
-        enc_dim=16,
-        enc_convnext=1,
-        enc_layers=1,
-        sem_dim=16,
-        sem_convnext=1,
-        sem_layers=1,
-        dec_dim=32,
-        dec_layers=1,
-        dec_convnext=1,
-        al_dim=16,
-        al_layers=1,
-        al_convnext=1,
-        heads=2,
-        attn_window=4,
-    )
 
 
 def tiny_train(**kw: object) -> CodecTrainConfig:
@@ -93,7 +62,7 @@ def stem_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_tiny_codec_overfits_one_clip() -> None:
     torch.manual_seed(0)
-    codec = Codec(tiny()).train()
+    codec = Codec(tiny_codec_config(dec_dim=32)).train()
     t = torch.arange(4 * HOP) / RATE
     clip = (0.3 * torch.sin(2 * np.pi * 330 * t) + 0.1 * torch.sin(2 * np.pi * 990 * t))[None]
     opt = torch.optim.Adam(codec.parameters(), lr=3e-3)
@@ -126,12 +95,26 @@ def test_stem_bank_and_sampler(stem_set: Path, tmp_path: Path) -> None:
 
 def test_train_then_resume_continues_from_checkpoint(stem_set: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    first = train_codec(tiny(), tiny_train(max_steps=3), stem_set, out, progress=False, echo=None)
+    first = train_codec(
+        tiny_codec_config(dec_dim=32),
+        tiny_train(max_steps=3),
+        stem_set,
+        out,
+        progress=False,
+        echo=None,
+    )
     assert first["step"] == 3
     ckpt = common.latest_checkpoint(out)
     assert ckpt is not None and ckpt.name == "step_00000003.pt"
     assert (out / "codec.pt").is_file() and (out / "codec_config.json").is_file()
-    second = train_codec(tiny(), tiny_train(max_steps=5), stem_set, out, progress=False, echo=None)
+    second = train_codec(
+        tiny_codec_config(dec_dim=32),
+        tiny_train(max_steps=5),
+        stem_set,
+        out,
+        progress=False,
+        echo=None,
+    )
     assert second["step"] == 5
     log = (out / "train.log").read_text()
     assert "resumed from step_00000003.pt (step 3)" in log
@@ -139,13 +122,13 @@ def test_train_then_resume_continues_from_checkpoint(stem_set: Path, tmp_path: P
     state = common.load_checkpoint(out / "checkpoints" / "step_00000005.pt")
     assert state["step"] == 5 and state["elapsed_s"] > 0
     with pytest.raises(StemtokError, match="another codec config"):
-        other = replace(tiny(), codebook_size=32)
+        other = replace(tiny_codec_config(dec_dim=32), codebook_size=32)
         train_codec(other, tiny_train(max_steps=6), stem_set, out, progress=False, echo=None)
 
 
 def test_evaluate_reports_metrics(stem_set: Path, tmp_path: Path) -> None:
     torch.manual_seed(0)
-    codec = Codec(tiny())
+    codec = Codec(tiny_codec_config(dec_dim=32))
     batch = fixed_batch(StemBank(stem_set, "valid", tmp_path / "c"), 4 * HOP, per_stem=1)
     ev = evaluate(codec, batch)
     assert set(ev) == {"mel_l1", "aligned_si_sdr", "mixture_si_sdr", "batch_code_use"}

@@ -116,22 +116,29 @@ def register_codec(tsub: Subparsers) -> None:
     p.set_defaults(func=run_codec)
 
 
-def run_codec(args: argparse.Namespace) -> int:
+def prepare_run(args: argparse.Namespace, data: Path, what: str) -> None:
+    """Checks shared by every trainer: torch importable, ``--threads``, the input folder
+    ``data`` (a ``what`` folder) and ``--resume`` with a checkpoint in ``--out``; sets threads."""
     try:
         import torch
     except ModuleNotFoundError as exc:
         raise StemtokError("training needs torch: pip install 'stemtok[train]'") from exc
-    from engine.models.codec_config import CodecConfig
-    from engine.training.codec import CodecTrainConfig, train_codec, with_overrides
     from engine.training.common import latest_checkpoint
 
     if args.threads < 1:
         raise StemtokError("--threads must be at least 1")
     torch.set_num_threads(args.threads)
-    if not args.data.is_dir():
-        raise StemtokError(f"{args.data}: no such data folder")
+    if not data.is_dir():
+        raise StemtokError(f"{data}: no such {what} folder")
     if args.resume and latest_checkpoint(args.out) is None:
         raise StemtokError(f"{args.out}: --resume given but there is no checkpoint to resume")
+
+
+def run_codec(args: argparse.Namespace) -> int:
+    prepare_run(args, args.data, "data")
+    from engine.models.codec_config import CodecConfig
+    from engine.training.codec import CodecTrainConfig, train_codec, with_overrides
+
     cfg = CodecConfig.named(args.config)
     if args.semantic:
         cfg = type(cfg).from_dict({**cfg.__dict__, "semantic": args.semantic})

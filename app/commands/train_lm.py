@@ -64,22 +64,13 @@ register_cli = register
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        import torch
-    except ModuleNotFoundError as exc:
-        raise StemtokError("training needs torch: pip install 'stemtok[train]'") from exc
     import dataclasses
 
-    from engine.training.common import latest_checkpoint
+    from app.commands.train import prepare_run
+
+    prepare_run(args, args.tokens, "token")
     from engine.training.lm import train_lm
 
-    if args.threads < 1:
-        raise StemtokError("--threads must be at least 1")
-    torch.set_num_threads(args.threads)
-    if not args.tokens.is_dir():
-        raise StemtokError(f"{args.tokens}: no such token folder")
-    if args.resume and latest_checkpoint(args.out) is None:
-        raise StemtokError(f"{args.out}: --resume given but there is no checkpoint to resume")
     cfg, tcfg = configs(args.config)
     overrides = {"batch_size": args.batch_size, "seed": args.seed}
     tcfg = dataclasses.replace(tcfg, **{k: v for k, v in overrides.items() if v is not None})
