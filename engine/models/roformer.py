@@ -1,0 +1,253 @@
+"""The discriminative teacher: a band-split rotary transformer (BS-RoFormer style) for 4 stems.
+
+The graph starts after the STFT and ends at the masks, so it exports to ONNX and the STFT/iSTFT
+run in numpy (or torch, when training) outside it::
+
+    mixture STFT (re, im) [B, 2, F, T]
+      -> band split: bins [F] cut into n_bands bands, each (re, im) x width -> RMSNorm -> Linear
+         -> [B, T, n_bands, D]
+      -> depth x (transformer over time within each band, transformer over bands within each
+         frame), rotary positions, RMSNorm, GELU feed-forward
+      -> per-band mask MLP (RMSNorm, Linear, Tanh, Linear, GLU) -> complex masks [B, 4, 2, F, T]
+
+A stem's spectrum is the complex product mask x mixture (:func:`apply_masks`). The model is mono
+(channels are separated one by one, like the codec), 48 kHz, n_fft 2048, hop 960 (``small``) or
+480 (``paper``).
+
+Configs: ``small`` (trains on a CPU in an hour), ``paper`` (the sizes of the BS-RoFormer paper's
+main model: width 384, 12 layers, 8 heads, about 60 bands; tested for shapes, not trained here).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from engine.constants import MODEL_RATE, STEMS
+from engine.errors import StemtokError
+from engine.models.conformer import apply_rotary, rotary_tables
+
+CONFIG_FILE = "teacher_config.json"
+WEIGHTS_FILE = "teacher.pt"
+
+
+@dataclass(frozen=True)
+class TeacherConfig:
+    """Sizes of the band-split RoFormer (frozen; saved as ``teacher_config.json``)."""
+
+    name: str = "small"
+    n_fft: int = 2048
+    hop: int = 960  # 20 ms: half the frames of the paper's 10 ms, for CPU training
+    n_bands: int = 24
+    dim: int = 64
+    depth: int = 2  # each layer = one time transformer + one band transformer
+    heads: int = 4
+    ff_mult: int = 4
+    mask_mult: int = 2
+    dropout: float = 0.0
+    rope_theta: float = 10000.0
+    n_stems: int = len(STEMS)
+
+    def __post_init__(self) -> None:
+        if self.dim % self.heads or (self.dim // self.heads) % 2:
+            raise ValueError("dim must split into heads of an even width")
+        if not 2 <= self.n_bands <= self.n_bins // 2:
+            raise ValueError(f"n_bands must be in [2, {self.n_bins // 2}]")
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @classmethod
+    def small(cls, **kw: Any) -> TeacherConfig:
+        return replace(cls(), **kw)
+
+    @classmethod
+    def paper(cls, **kw: Any) -> TeacherConfig:
+        return replace(
+            cls(name="paper", hop=480, n_bands=60, dim=384, depth=12, heads=8, dropout=0.1), **kw
+        )
+
+    @classmethod
+    def named(cls, name: str) -> TeacherConfig:
+        if name not in ("small", "paper"):
+            raise StemtokError(f"unknown teacher config {name!r} (small or paper)")
+        return cls.small() if name == "small" else cls.paper()
+
+    def save(self, folder: Path) -> None:
+        (folder / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n")
+
+    @classmethod
+    def load(cls, folder: Path) -> TeacherConfig:
+        try:
+            return cls(**json.loads((folder / CONFIG_FILE).read_text()))
+        except (OSError, TypeError, ValueError) as exc:
+            raise StemtokError(f"{folder}: cannot read {CONFIG_FILE} ({exc})") from exc
+
+
+def band_edges(n_bins: int, n_bands: int, rate: int = MODEL_RATE) -> np.ndarray:
+    """Bin edges ``[n_bands + 1]`` of bands evenly spaced on the mel scale, each >= 2 bins wide,
+    covering ``[0, n_bins)`` without gaps or overlap."""
+    mel = np.linspace(0.0, 2595 * np.log10(1 + (rate / 2) / 700), n_bands + 1)
+    hz = 700 * (10 ** (mel / 2595) - 1)
+    edges = np.round(hz / (rate / 2) * (n_bins - 1)).astype(np.int64)
+    edges[-1] = n_bins
+    for i in range(1, n_bands):  # at least 2 bins per band, from the bottom up
+        edges[i] = max(edges[i], edges[i - 1] + 2)
+    for i in range(n_bands - 1, 0, -1):  # then pull the top back inside [0, n_bins)
+        edges[i] = min(edges[i], edges[i + 1] - 2)
+    if edges[0] != 0 or np.any(np.diff(edges) < 2):
+        raise ValueError(f"cannot split {n_bins} bins into {n_bands} bands of >= 2 bins")
+    return edges
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + 1e-6) * self.weight
+
+
+class Attention(nn.Module):
+    """Pre-norm self-attention with rotary positions over ``[N, L, D]`` (no mask)."""
+
+    def __init__(self, cfg: TeacherConfig) -> None:
+        super().__init__()
+        self.heads, self.theta = cfg.heads, cfg.rope_theta
+        self.norm = RMSNorm(cfg.dim)
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
+        self.out = nn.Linear(cfg.dim, cfg.dim, bias=False)
+        self.drop = cfg.dropout
+
+    def forward(self, x: Tensor) -> Tensor:
+        n, length, d = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(n, length, 3, self.heads, -1).permute(2, 0, 3, 1, 4)
+        cos, sin = rotary_tables(torch.arange(length, device=x.device), d // self.heads, self.theta)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        drop = self.drop if self.training else 0.0
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=drop)
+        return self.out(y.transpose(1, 2).reshape(n, length, d))
+
+
+class Transformer(nn.Module):
+    """One residual attention + feed-forward block over ``[N, L, D]``."""
+
+    def __init__(self, cfg: TeacherConfig) -> None:
+        super().__init__()
+        self.attn = Attention(cfg)
+        self.ff = nn.Sequential(
+            RMSNorm(cfg.dim), nn.Linear(cfg.dim, cfg.dim * cfg.ff_mult), nn.GELU(),
+            nn.Dropout(cfg.dropout), nn.Linear(cfg.dim * cfg.ff_mult, cfg.dim),
+            nn.Dropout(cfg.dropout),
+        )  # fmt: skip
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = x + self.attn(x)
+        out: Tensor = x + self.ff(x)
+        return out
+
+
+class BandSplitRoformer(nn.Module):
+    """Mixture STFT (re, im) ``[B, 2, F, T]`` -> complex masks ``[B, n_stems, 2, F, T]``."""
+
+    def __init__(self, cfg: TeacherConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        edges = band_edges(cfg.n_bins, cfg.n_bands)
+        self.widths = [int(w) for w in np.diff(edges)]
+        self.split = nn.ModuleList(
+            nn.Sequential(RMSNorm(2 * w), nn.Linear(2 * w, cfg.dim)) for w in self.widths
+        )
+        self.layers = nn.ModuleList(
+            nn.ModuleList([Transformer(cfg), Transformer(cfg)]) for _ in range(cfg.depth)
+        )
+        self.norm = RMSNorm(cfg.dim)
+        hidden = cfg.dim * cfg.mask_mult
+        self.masks = nn.ModuleList(_mask_head(cfg.dim, hidden, cfg.n_stems, w) for w in self.widths)
+
+    def forward(self, ri: Tensor) -> Tensor:
+        b, _, f, t = ri.shape
+        if f != self.cfg.n_bins:
+            raise ValueError(f"expected {self.cfg.n_bins} frequency bins, got {f}")
+        x = ri.permute(0, 3, 2, 1)  # (B, T, F, 2)
+        bands, start = [], 0
+        for w, proj in zip(self.widths, self.split, strict=True):
+            bands.append(proj(x[:, :, start : start + w].reshape(b, t, 2 * w)))
+            start += w
+        h = torch.stack(bands, dim=2)  # (B, T, K, D)
+        k, d = h.shape[2], h.shape[3]
+        for time_block, band_block in self.layers:  # type: ignore[misc]
+            h = time_block(h.transpose(1, 2).reshape(b * k, t, d)).view(b, k, t, d).transpose(1, 2)
+            h = band_block(h.reshape(b * t, k, d)).view(b, t, k, d)
+        h = self.norm(h)
+        s = self.cfg.n_stems
+        masks = [head(h[:, :, i]).view(b, t, s, 2, w) for i, (head, w) in
+                 enumerate(zip(self.masks, self.widths, strict=True))]  # fmt: skip
+        return torch.cat(masks, dim=-1).permute(0, 2, 3, 4, 1)  # (B, S, 2, F, T)
+
+
+def _mask_head(dim: int, hidden: int, n_stems: int, width: int) -> nn.Module:
+    """Band features ``[..., D]`` -> (re, im) masks of ``n_stems`` stems for ``width`` bins."""
+    return nn.Sequential(
+        RMSNorm(dim), nn.Linear(dim, hidden), nn.Tanh(),
+        nn.Linear(hidden, 2 * n_stems * 2 * width), nn.GLU(dim=-1),
+    )  # fmt: skip
+
+
+def _mask_head(dim: int, hidden: int, n_stems: int, width: int) -> nn.Module:
+    """Band features ``[..., D]`` -> (re, im) masks of ``n_stems`` stems for ``width`` bins."""
+    return nn.Sequential(
+        RMSNorm(dim), nn.Linear(dim, hidden), nn.Tanh(),
+        nn.Linear(hidden, 2 * n_stems * 2 * width), nn.GLU(dim=-1),
+    )  # fmt: skip
+
+
+def apply_masks(masks: Tensor, spec: Tensor) -> Tensor:
+    """Complex masks ``[B, S, 2, F, T]`` times the mixture spectrum ``[B, F, T]`` (complex) ->
+    stem spectra ``[B, S, F, T]`` (complex)."""
+    m = torch.complex(masks[:, :, 0], masks[:, :, 1])
+    return m * spec[:, None]
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def save_teacher(model: BandSplitRoformer, folder: str | os.PathLike[str]) -> Path:
+    """``teacher.pt`` (state_dict) + ``teacher_config.json`` into ``folder``, atomically."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / (WEIGHTS_FILE + ".tmp")
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
+    os.replace(tmp, out / WEIGHTS_FILE)
+    model.cfg.save(out)
+    return out / WEIGHTS_FILE
+
+
+def load_teacher(folder: str | os.PathLike[str], device: str = "cpu") -> BandSplitRoformer:
+    """A teacher from a folder with ``teacher.pt`` or a training run (its latest checkpoint)."""
+    from engine.training.common import latest_checkpoint
+
+    path = Path(folder)
+    if not path.is_dir():
+        raise StemtokError(f"{path}: no such teacher folder")
+    cfg = TeacherConfig.load(path)
+    if (path / WEIGHTS_FILE).is_file():
+        state = torch.load(path / WEIGHTS_FILE, map_location=device, weights_only=True)
+    elif (ckpt := latest_checkpoint(path)) is not None:
+        state = torch.load(ckpt, map_location=device, weights_only=False)["model"]
+    else:
+        raise StemtokError(f"{path}: no {WEIGHTS_FILE} and no training checkpoint")
+    model = BandSplitRoformer(cfg).to(device)
+    model.load_state_dict(state)
+    return model.eval()

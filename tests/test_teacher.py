@@ -1,0 +1,139 @@
+"""The discriminative teacher: band split, shapes, sizes, masks, a tiny overfit, resumable runs."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from app.cli import main
+from engine.data.musdb import write_track
+from engine.models import codec_dsp
+from engine.models.roformer import (
+    BandSplitRoformer,
+    TeacherConfig,
+    apply_masks,
+    band_edges,
+    count_parameters,
+    load_teacher,
+)
+from engine.training.teacher import TeacherTrainConfig, evaluate, losses, si_sdr_db, train_teacher
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+RATE = 48_000
+TINY = TeacherConfig.small(name="tiny", n_bands=6, dim=16, depth=1, heads=2, mask_mult=1)
+
+
+@pytest.mark.parametrize(("n_bins", "n_bands"), [(1025, 24), (1025, 60), (513, 40), (1025, 6)])
+def test_bands_cover_every_bin_once(n_bins: int, n_bands: int) -> None:
+    edges = band_edges(n_bins, n_bands)
+    assert edges[0] == 0 and edges[-1] == n_bins and len(edges) == n_bands + 1
+    widths = np.diff(edges)
+    assert widths.min() >= 2 and widths.sum() == n_bins
+    assert widths[0] <= widths[-1]  # narrow at the bottom (mel spacing)
+    with pytest.raises(ValueError):
+        band_edges(9, 5)
+
+
+def test_shapes_and_sizes() -> None:
+    model = BandSplitRoformer(TINY).eval()
+    out = model(torch.randn(2, 2, TINY.n_bins, 7))
+    assert out.shape == (2, 4, 2, TINY.n_bins, 7)
+    with pytest.raises(ValueError, match="frequency bins"):
+        model(torch.randn(1, 2, 100, 7))
+    small = count_parameters(BandSplitRoformer(TeacherConfig.small()))
+    assert 2e6 < small < 4e6
+    with torch.device("meta"):
+        paper = count_parameters(BandSplitRoformer(TeacherConfig.paper()))
+    assert 60e6 < paper < 90e6  # BS-RoFormer's main model is of this order
+    with pytest.raises(ValueError):
+        TeacherConfig.small(dim=30, heads=4)
+
+
+def test_masks_multiply_the_mixture_spectrum() -> None:
+    spec = torch.randn(1, 5, 3, dtype=torch.complex64)
+    masks = torch.zeros(1, 4, 2, 5, 3)
+    masks[:, 1, 0] = 1.0  # drums: real 1, imag 0 -> the mixture itself
+    masks[:, 2, 1] = 1.0  # bass: j -> the mixture turned by 90 degrees
+    out = apply_masks(masks, spec)
+    torch.testing.assert_close(out[0, 1], spec[0])
+    torch.testing.assert_close(out[0, 2], 1j * spec[0])
+    assert float(out[0, 0].abs().max()) == 0.0
+
+
+def test_si_sdr_of_known_signals() -> None:
+    ref = torch.randn(3, 4000)
+    assert float(si_sdr_db(2.5 * ref, ref).min()) > 60
+    noisy = ref + 0.1 * torch.randn(3, 4000) * ref.std()
+    assert abs(float(si_sdr_db(noisy, ref).mean()) - 20.0) < 1.0
+
+
+def _song(rng: np.random.Generator, seconds: float) -> dict[str, np.ndarray]:
+    t = np.arange(int(seconds * RATE)) / RATE
+    f = rng.uniform(200, 500)
+    stems = {
+        "vocals": 0.2 * np.sin(2 * np.pi * f * t) * (1 + np.sin(2 * np.pi * 3 * t)) / 2,
+        "drums": 0.3 * rng.standard_normal(t.size) * (np.sin(2 * np.pi * 2 * t) > 0.8),
+        "bass": 0.3 * np.sin(2 * np.pi * f / 4 * t),
+        "other": 0.1 * np.sign(np.sin(2 * np.pi * 1.5 * f * t)),
+    }
+    return {k: np.stack([v, v]).astype(np.float32) for k, v in stems.items()}
+
+
+def test_tiny_teacher_overfits_one_clip() -> None:
+    torch.manual_seed(0)
+    model = BandSplitRoformer(TINY).train()
+    song = _song(np.random.default_rng(1), 0.5)
+    stems = torch.from_numpy(np.stack([song[s][0] for s in ("vocals", "drums", "bass", "other")]))
+    stems, mix = stems[None], stems.sum(0)[None]
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    first = last = 0.0
+    for i in range(60):
+        total, _ = losses(model, stems, mix)
+        opt.zero_grad()
+        total.backward()  # type: ignore[no-untyped-call]
+        opt.step()
+        value = float(total.detach())
+        first, last = (value, value) if i == 0 else (first, value)
+    assert last < 0.4 * first, (first, last)
+    ev = evaluate(model, stems.numpy())
+    assert ev["si_sdr"]["avg"] > ev["mixture_si_sdr"]["avg"] + 3
+
+
+@pytest.fixture(scope="module")
+def stem_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("set")
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 2), ("valid", 1)):
+        for i in range(n):
+            write_track(root / split / f"song{i}", _song(rng, 1.2), RATE, bit_depth="32f")
+    return root
+
+
+def test_training_run_is_resumable_and_loadable(stem_set: Path, tmp_path: Path) -> None:
+    tcfg = TeacherTrainConfig(batch_size=2, crop_seconds=0.5, warmup=1, log_every=1,
+                              eval_every=2, checkpoint_minutes=100.0, valid_items=2)  # fmt: skip
+    out = tmp_path / "run"
+    rec = train_teacher(TINY, replace(tcfg, max_steps=2), stem_set, out, progress=False, echo=None)
+    assert rec["step"] == 2 and (out / "teacher.pt").is_file()
+    rec = train_teacher(TINY, replace(tcfg, max_steps=3), stem_set, out, progress=False, echo=None)
+    assert rec["step"] == 3
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3]
+    assert any("valid" in r for r in lines)
+    model = load_teacher(out)
+    assert model.cfg == TINY and not model.training
+    spec = codec_dsp.stft(torch.zeros(1, 4800), TINY.n_fft, TINY.hop)
+    assert model(torch.stack((spec.real, spec.imag), 1)).shape[:3] == (1, 4, 2)
+
+
+def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "o")
+    assert main(["train", "teacher", "--data", str(tmp_path / "none"), "--out", out]) == 2
+    assert "no such data folder" in capsys.readouterr().err
+    assert main(["train", "teacher", "--data", str(tmp_path), "--out", out, "--resume"]) == 2
+    assert "no checkpoint to resume" in capsys.readouterr().err
