@@ -137,3 +137,15 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "no such data folder" in capsys.readouterr().err
     assert main(["train", "teacher", "--data", str(tmp_path), "--out", out, "--resume"]) == 2
     assert "no checkpoint to resume" in capsys.readouterr().err
+
+
+def test_separate_song_keeps_rate_length_and_channels() -> None:
+    from engine.training.teacher import separate_song
+
+    model = BandSplitRoformer(TINY).eval()
+    for rate, shape in ((44_100, (2, 44_100 + 17)), (48_000, (1, 30_001))):
+        audio = np.random.default_rng(0).normal(0, 0.1, shape).astype(np.float32)
+        out = separate_song(model, audio, rate, chunk_s=0.4, fade_s=0.1)
+        assert list(out) == ["vocals", "drums", "bass", "other"]
+        assert all(v.shape == shape and v.dtype == np.float32 for v in out.values())
+        assert all(np.isfinite(v).all() for v in out.values())

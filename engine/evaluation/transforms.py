@@ -89,34 +89,24 @@ def _load_codec(folder: str) -> Any:
 
 
 def round_trip(codec: Any, wave: np.ndarray, chunk_s: float = 30.0) -> np.ndarray:
-    """Generative round trip of mono 48 kHz ``wave`` ``[N]`` -> ``[N]``, in cross-faded chunks."""
+    """Generative round trip of mono 48 kHz ``wave`` ``[N]`` -> ``[N]``, in cross-faded chunks
+    (whole codec frames; 12 frames = 0.96 s of overlap)."""
     import torch
+
+    from engine.chunks import process_in_chunks
 
     hop = int(codec.cfg.frame_hop)
     n = wave.shape[-1]
     padded = np.pad(wave, (0, (-n) % hop)).astype(np.float32)
     chunk = max(4, round(chunk_s * MODEL_RATE / hop)) * hop
-    fade = min(12 * hop, chunk // 4)  # 12 codec frames: 0.96 s
-    out = np.zeros_like(padded)
-    weight = np.zeros_like(padded)
-    ramp = np.linspace(0.0, 1.0, fade, endpoint=False, dtype=np.float32) + 0.5 / fade
-    start = 0
-    while start < padded.shape[0]:
-        stop = min(start + chunk, padded.shape[0])
-        piece = torch.from_numpy(padded[start:stop])[None]
+
+    def one(piece: np.ndarray) -> np.ndarray:
         with torch.no_grad():
-            y = codec.decode(codec.encode(piece))[0].numpy()
-        w = np.ones(stop - start, np.float32)
-        if start > 0:
-            w[:fade] = ramp
-        if stop < padded.shape[0]:
-            w[-fade:] = np.minimum(w[-fade:], ramp[::-1])
-        out[start:stop] += w * y
-        weight[start:stop] += w
-        if stop == padded.shape[0]:
-            break
-        start = stop - fade
-    return (out / np.maximum(weight, 1e-6))[:n]
+            tokens = codec.encode(torch.from_numpy(np.ascontiguousarray(piece))[None])
+            out: np.ndarray = codec.decode(tokens)[0].numpy()
+        return out
+
+    return process_in_chunks(one, padded, chunk, min(12 * hop, chunk // 4))[:n]
 
 
 def codec_transform(folder: str | Path | None = None) -> Transform:

@@ -300,3 +300,32 @@ def _loop(
             save_teacher(trainer.model, trainer.out)
             log.line(f"saved step {trainer.step} ({trainer.elapsed / 60:.1f} min of training)")
     return rec
+
+
+# --------------------------------------------------------------------------- whole songs
+@torch.no_grad()
+def separate_song(
+    model: BandSplitRoformer, audio: np.ndarray, rate: int, chunk_s: float = 6.0,
+    fade_s: float = 0.5,
+) -> dict[str, np.ndarray]:  # fmt: skip
+    """Separate ``[C, N]`` at ``rate`` channel by channel (torch, for research and evaluation;
+    the product runs the exported graph) -> ``{stem: [C, N]}`` at ``rate``."""
+    from engine.audio import resample
+    from engine.chunks import process_in_chunks
+
+    model.eval()
+    x = audio if rate == MODEL_RATE else resample(audio, rate, MODEL_RATE)
+
+    def one(piece: np.ndarray) -> np.ndarray:
+        n = piece.shape[-1]
+        padded = np.pad(piece, (0, (-n) % model.cfg.hop)).astype(np.float32)
+        out: np.ndarray = separate_batch(model, torch.from_numpy(padded)[None])[0][0].numpy()
+        return out[:, :n]
+
+    chunk, fade = round(chunk_s * MODEL_RATE), round(fade_s * MODEL_RATE)
+    stems = np.stack([process_in_chunks(one, ch, chunk, fade) for ch in x], axis=1)  # (4, C, N)
+    if rate != MODEL_RATE:
+        stems = np.stack([resample(s, MODEL_RATE, rate) for s in stems])
+    n = audio.shape[-1]
+    stems = np.pad(stems[..., :n], ((0, 0), (0, 0), (0, max(0, n - stems.shape[-1]))))
+    return {stem: stems[i].astype(np.float32) for i, stem in enumerate(STEMS)}
