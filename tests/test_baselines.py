@@ -79,12 +79,13 @@ def test_oracle_needs_references(song: dict[str, np.ndarray]) -> None:
         OracleMask()(_mix(song), RATE, None)
 
 
-def test_system_names_and_messages(tmp_path: Path) -> None:
+def test_system_names_and_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     specs = systems.resolve(["mixture", "oracle", "dsp"], [f"mine={tmp_path}"])
     assert [s.name for s in specs] == ["mixture", "oracle", "dsp", "mine"]
     assert [s.type for s in specs] == ["F", "O", "B", "E"]
     assert isinstance(specs[2].separator(), DspSeparator)
-    with pytest.raises(NotReadyError, match=r"'default'.*not available yet \(issues #6 and #7\)"):
+    monkeypatch.setenv("STEMTOK_MODEL", str(tmp_path / "no-model"))
+    with pytest.raises(StemtokError, match="no-model: not a model folder"):
         systems.resolve(["default"], [])
     with pytest.raises(NotReadyError, match=r"teacher is not available yet \(issue #8\)"):
         systems.resolve(["teacher"], [])
@@ -158,3 +159,17 @@ def test_conform_external_estimates() -> None:
         systems.conform(np.ones((2, 1200)), RATE, RATE, ref_shape, 10, "x.wav")
     with pytest.raises(StemtokError, match="3 channels but the reference has 2"):
         systems.conform(np.ones((3, 1000)), RATE, RATE, ref_shape, 10, "x.wav")
+
+
+def test_default_system_runs_the_exported_model(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from test_export import export_tiny
+
+    monkeypatch.setenv("STEMTOK_MODEL", str(export_tiny(tmp_path)))
+    (spec,) = systems.resolve(["default"], [])
+    assert spec.type == "G"
+    mix = np.random.default_rng(0).normal(0, 0.1, (2, 30_000)).astype(np.float32)
+    stems = spec.separator()(mix, 44100)
+    assert sorted(stems) == sorted(STEMS) and all(a.shape == mix.shape for a in stems.values())
+    np.testing.assert_allclose(sum(stems.values()), mix, atol=1e-4)

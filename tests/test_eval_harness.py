@@ -153,7 +153,7 @@ def test_estimate_problems_are_clear(
     ("extra", "code", "message"),
     [
         (["--through-codec", "--codec", "nowhere"], 2, "nowhere holds no codec"),
-        (["--systems", "mixture,default"], 3, "not available yet (issues #6 and #7)"),
+        (["--systems", "mixture,default"], 2, "no-model: not a model folder"),
         (["--systems", "teacher"], 3, "discriminative teacher is not available yet (issue #8)"),
         (["--metrics", "pesq"], 2, "unknown metric 'pesq'"),
         (["--max-seconds", "0"], 2, "--max-seconds must be positive"),
@@ -167,7 +167,9 @@ def test_bad_options_give_one_line(
     extra: list[str],
     code: int,
     message: str,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setenv("STEMTOK_MODEL", str(tmp_path / "no-model"))
     assert main(["eval", str(data), "--out", str(tmp_path / "o"), *FAST, *extra]) == code
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1

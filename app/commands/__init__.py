@@ -7,7 +7,7 @@ import importlib
 from typing import Any
 
 # Commands whose modules exist; the others are registered by ``pending`` until they land.
-_MODULES = ("info", "data", "train", "eval")
+_MODULES = ("info", "data", "train", "eval", "export", "separate", "karaoke", "bench")
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:

@@ -17,8 +17,8 @@ on vocals (the paper's Tables 1-2), SDR (BSS-Eval v4) and SI-SDR, multi-resoluti
 log-mel distances, plus speed (real-time factor) and peak memory per system.
 
 Systems: mixture (every stem = the mixture; the floor), oracle (ideal ratio masks from the
-true stems; an upper bound), dsp (classical signal processing). default and teacher are our
-models, not available yet. Estimates made elsewhere: --estimates NAME=DIR, with
+true stems; an upper bound), dsp (classical signal processing). default is our shipped
+model (onnxruntime, aligned mode); teacher is not available yet. Estimates made elsewhere: --estimates NAME=DIR, with
 DIR/<song>/<stem>.wav.
 
 Writes OUT/results.json (every number), OUT/report.md and OUT/report.html (tables, figures,

@@ -9,15 +9,8 @@ from engine.errors import NotReadyError
 
 #: command -> (one-line help, issue that delivers it)
 PENDING: dict[str, tuple[str, str]] = {
-    "separate": ("split songs into vocals, drums, bass and other", "#7 (ONNX runtime)"),
-    "karaoke": ("make an instrumental (optionally with a guide vocal)", "#7 (ONNX runtime)"),
     "editor": ("open the stem editor", "#9 (stem editor)"),
     "bridge": ("serve separation to DAWs on a local socket", "#10 (DAW bridge)"),
-    "data": ("make and inspect training data", "#3 (data factory)"),
-    "train": ("train the codec, the language model or the teacher", "#5/#6/#8"),
-    "export": ("export a trained model to ONNX", "#7 (ONNX runtime)"),
-    "eval": ("score separators on a stem folder", "#4 (evaluation harness)"),
-    "bench": ("measure speed and memory", "#7 (ONNX runtime)"),
 }
 
 

@@ -9,9 +9,10 @@ which issue brings them, before any work starts.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -21,15 +22,36 @@ from engine.data.musdb import Track, find_sources
 from engine.errors import NotReadyError, StemtokError
 from engine.evaluation.baselines import DspSeparator, MixtureBaseline, OracleMask, Separator
 
+
+class DefaultModel:
+    """Our shipped model on the onnxruntime engine, aligned mode (loaded on first use)."""
+
+    name = "default"
+    needs_references = False
+
+    def __init__(self) -> None:
+        self._separator: Any = None
+
+    def __call__(
+        self, mixture: np.ndarray, rate: int, references: Mapping[str, np.ndarray] | None = None
+    ) -> dict[str, np.ndarray]:
+        if self._separator is None:
+            from engine.runtime.separator import Separator
+
+            self._separator = Separator()
+        stems = self._separator.separate(mixture, rate, mode="aligned")
+        return {name: np.asarray(stems[name]) for name in STEMS}
+
+
 #: Built-in system name -> (factory, one-letter type shown in the tables, description).
 BUILTIN: dict[str, tuple[type, str, str]] = {
     "mixture": (MixtureBaseline, "F", "floor: the mixture as every stem"),
     "oracle": (OracleMask, "O", "oracle ideal ratio masks from the true stems (upper bound)"),
     "dsp": (DspSeparator, "B", "classical DSP: HPSS drums, low-pass bass, centre vocals"),
+    "default": (DefaultModel, "G", "our default model (onnxruntime, aligned decoding)"),
 }
 #: Model names that exist in the design but not yet in the code.
 PENDING: dict[str, str] = {
-    "default": "our default generative model is not available yet (issues #6 and #7)",
     "teacher": "the discriminative teacher is not available yet (issue #8)",
 }
 DEFAULT_SYSTEMS: tuple[str, ...] = ("mixture", "oracle", "dsp")
@@ -62,6 +84,10 @@ def builtin(name: str) -> SystemSpec:
     if name not in BUILTIN:
         known = ", ".join([*BUILTIN, *PENDING])
         raise StemtokError(f"unknown system '{name}' (known: {known}; or use --estimates DIR)")
+    if name == "default":  # fail before any work starts when the model is not here
+        from engine.runtime.model import default_model_dir, read_config
+
+        read_config(default_model_dir(), verify=False)
     _, kind, description = BUILTIN[name]
     return SystemSpec(name, "builtin", kind, description)
 

@@ -1,0 +1,68 @@
+"""``stemtok export``: turn a trained LM and codec into the ONNX model folder the engine runs."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from engine.errors import StemtokError
+
+EXAMPLES = """\
+Example (the shipped default model):
+  stemtok export --lm runs/lm-small/lm.pt --codec resources/models/codec-small \\
+      --out resources/models/default --overwrite
+"""
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a trained model to ONNX",
+        description="Write encoder.onnx, lm.onnx (one graph for prefill and decode steps, with "
+        "a fixed KV buffer written in place), the codec's generative and aligned decoders, "
+        "embed.npy and model_config.json into OUT, after checking that onnxruntime and torch "
+        "agree (greedy tokens identical, logits and decoded audio within tolerance).",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--lm", type=Path, required=True, help="LM weights (lm.pt or a checkpoint)")
+    p.add_argument("--codec", type=Path, required=True, help="codec folder (codec.pt + config)")
+    p.add_argument("--out", type=Path, required=True, help="model folder to write")
+    p.add_argument(
+        "--kv",
+        choices=("inplace", "growing"),
+        default="inplace",
+        help="KV cache graph: fixed buffer bound in place (default) or growing past/present",
+    )
+    p.add_argument(
+        "--parity-audio",
+        type=Path,
+        default=Path("resources/demo/demo.flac"),
+        help="song whose windows the parity check uses (noise when missing)",
+    )
+    p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import torch
+    except ModuleNotFoundError as exc:
+        raise StemtokError("export needs torch and onnx: pip install 'stemtok[train]'") from exc
+    from export.model import export_model
+
+    if not args.lm.is_file():
+        raise StemtokError(f"{args.lm}: no such LM file")
+    torch.set_num_threads(max(1, args.threads))
+    export_model(
+        args.lm,
+        args.codec,
+        args.out,
+        overwrite=args.overwrite,
+        kv=args.kv,
+        parity_audio=args.parity_audio,
+    )
+    print(args.out)
+    return 0

@@ -1,0 +1,276 @@
+"""``stemtok separate FILE_OR_DIR... -o OUTDIR``: four stems per song, the model loaded once."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from engine.constants import STEMS
+from engine.errors import StemtokError
+
+EXAMPLES = """\
+Examples:
+  stemtok separate song.flac -o stems                  stems/song/{vocals,drums,bass,other}.wav
+  stemtok separate album/ -o stems --format flac       every song in the folder
+  stemtok separate song.mp3 -o stems --stems vocals --mode generative --seed 3
+"""
+
+FORMATS = ("wav", "flac", "mp3")
+log = logging.getLogger("stemtok.separate")
+
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "separate",
+        help="split songs into vocals, drums, bass and other",
+        description="Split songs into stems with the default model (or --model DIR). 'aligned' "
+        "mode (default) keeps the input's rate, length and channels sample for sample, and the "
+        "stems add up to the input; 'generative' mode writes what the codec decodes from the "
+        "tokens alone (mono, copied to every channel), as in the paper.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_input_args(p)
+    p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders")
+    p.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR", help="output folder")
+    p.add_argument("--format", choices=FORMATS, default="wav", help="output format (wav)")
+    p.add_argument(
+        "--bit-depth",
+        choices=("16", "24", "32f"),
+        default=None,
+        help="wav default 32f (exact: stems add up to the input), flac default 24; integer "
+        "depths clip samples beyond full scale (with a warning)",
+    )
+    p.add_argument("--stems", default=",".join(STEMS), help="comma-separated subset of stems")
+    p.set_defaults(func=run)
+
+
+def add_input_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``separate`` and ``karaoke``."""
+    p.add_argument(
+        "--mode",
+        choices=("aligned", "generative"),
+        default="aligned",
+        help="aligned (default): masks on the input, sample-aligned, stems sum to the input; "
+        "generative: decoded from the tokens alone",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda"),
+        default="auto",
+        help="auto (default) uses CUDA when it works here, else the CPU",
+    )
+    p.add_argument("--seed", type=int, help="sample (top-k 50) with this seed instead of greedy")
+    p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def find_audio(inputs: Sequence[str]) -> list[Path]:
+    """Files named, and the audio files found (recursively) in folders named."""
+    from engine.audio import READ_SUFFIXES
+
+    found: list[Path] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            files = sorted(f for f in path.rglob("*") if f.suffix.lower() in READ_SUFFIXES)
+            if not files:
+                raise StemtokError(f"{path}: no audio files in this folder")
+            found.extend(files)
+        elif path.exists():
+            found.append(path)
+        else:
+            raise StemtokError(f"{path}: no such file or folder")
+    return found
+
+
+class Bar:
+    """A tqdm bar per song on stderr, fed by the separator's ``progress(fraction)``."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def start(self, name: str) -> Callable[[float], None]:
+        if self.quiet:
+            return lambda fraction: None
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=100, desc=name[:30], unit="%", file=sys.stderr, leave=True,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
+
+        def update(fraction: float) -> None:
+            self.bar.update(round(100 * fraction) - self.bar.n)
+
+        return update
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def parse_stems(text: str) -> list[str]:
+    stems = [s.strip() for s in text.split(",") if s.strip()]
+    bad = [s for s in stems if s not in STEMS]
+    if bad or not stems:
+        raise StemtokError(f"--stems: unknown {', '.join(bad) or '(empty)'}; use {','.join(STEMS)}")
+    return stems
+
+
+def outputs_for(song: Path, out: Path, stems: Sequence[str], fmt: str) -> dict[str, Path]:
+    return {s: out / song.stem / f"{s}.{fmt}" for s in stems}
+
+
+def iter_jobs(
+    files: Sequence[Path], out: Path, stems: Sequence[str], fmt: str, overwrite: bool
+) -> Iterator[tuple[Path, dict[str, Path]]]:
+    """Songs with their output paths; refuses up front when a file exists (no --overwrite)."""
+    jobs = [(f, outputs_for(f, out, stems, fmt)) for f in files]
+    names = [f.stem for f in files]
+    if len(set(names)) != len(names):
+        dup = next(n for n in names if names.count(n) > 1)
+        raise StemtokError(f"two inputs are both called '{dup}': their stems would collide")
+    for _, paths in jobs:
+        for path in paths.values():
+            if path.exists() and not overwrite:
+                raise StemtokError(f"{path}: already exists (pass --overwrite to replace it)")
+    yield from jobs
+
+
+def load_separator(args: argparse.Namespace) -> Any:
+    from engine.runtime.separator import Separator
+
+    return Separator(args.model, device=args.device, threads=args.threads)
+
+
+def run(args: argparse.Namespace) -> int:
+    stems = parse_stems(args.stems)
+    if args.format == "mp3" and args.bit_depth:
+        raise StemtokError("--bit-depth applies to wav and flac, not mp3")
+    if args.format == "flac" and args.bit_depth == "32f":
+        raise StemtokError("flac holds 16 or 24 bits; use wav for 32-bit float")
+    out = args.out.resolve()  # never take earlier results in OUTDIR for songs
+    files = [f for f in find_audio(args.inputs) if out not in f.resolve().parents]
+    if not files:
+        raise StemtokError("no songs to separate (the only audio found is inside OUTDIR)")
+    jobs = list(iter_jobs(files, args.out, stems, args.format, args.overwrite))
+    sep = load_separator(args)
+    depth = args.bit_depth or ("32f" if args.format == "wav" else "24")
+    failed = 0
+    for song, paths in jobs:
+        try:
+            separate_one(sep, song, paths, args, str(depth))
+        except StemtokError as exc:  # one line per bad song; the others still run
+            if len(jobs) == 1:
+                raise
+            print(f"stemtok: error: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        print(args.out / song.stem)
+    return 1 if failed else 0
+
+
+def separate_one(
+    sep: Any, song: Path, paths: dict[str, Path], args: argparse.Namespace, depth: str
+) -> None:
+    """Stream ``song`` through the separator into its stem files (memory does not grow with
+    the song: blocks are written as they are finished)."""
+    from engine.runtime.sources import FileSource
+
+    source = FileSource(song)  # a bad file fails here, before a progress bar is drawn
+    files = StemFiles(paths, source.rate, source.channels, args.format, depth)
+    bar = Bar(args.quiet)
+    try:
+        blocks = sep.stream(source, stems=list(paths), mode=args.mode, seed=args.seed,
+                            progress=bar.start(song.name))  # fmt: skip
+        for block in blocks:
+            files.write(block)
+        files.commit(args.overwrite)
+    finally:
+        bar.close()
+        files.discard()
+
+
+class StemFiles:
+    """One output file per stem, written block by block to a hidden temporary file beside the
+    target and renamed over it at the end (like :func:`engine.audio.write_audio`)."""
+
+    def __init__(
+        self, paths: dict[str, Path], rate: int, channels: int, fmt: str, depth: str
+    ) -> None:
+        from pedalboard.io import AudioFile
+
+        self.paths, self.fmt, self.depth = paths, fmt, depth
+        self.tmp = {s: p.with_name(f".{p.stem}.part{p.suffix}") for s, p in paths.items()}
+        self.clipped: dict[str, float] = {}
+        kwargs: dict[str, Any] = {"quality": "V0"} if fmt == "mp3" else {}
+        if fmt != "mp3":
+            kwargs["bit_depth"] = 32 if depth == "32f" else int(depth)
+        self.files: dict[str, Any] = {}
+        for stem, tmp in self.tmp.items():
+            tmp.parent.mkdir(parents=True, exist_ok=True)
+            self.files[stem] = AudioFile(str(tmp), "w", rate, channels, **kwargs)
+
+    def write(self, block: Any) -> None:
+        """Stems ``[S, C, n]`` in the order of ``paths``."""
+        for i, (stem, f) in enumerate(self.files.items()):
+            f.write(self._encode(stem, block[i]))
+
+    def _encode(self, stem: str, x: Any) -> Any:
+        import numpy as np
+
+        if self.fmt == "wav" and self.depth == "32f":
+            return np.ascontiguousarray(x, np.float32)
+        peak = float(np.abs(x).max()) if x.size else 0.0
+        if peak > 1.0:
+            self.clipped[stem] = max(self.clipped.get(stem, 0.0), peak)
+            x = np.clip(x, -1.0, 1.0)
+        if self.fmt == "mp3":
+            return np.ascontiguousarray(x, np.float32)
+        bits = int(self.depth)
+        scale = 2.0 ** (bits - 1)
+        k = np.clip(np.round(x.astype(np.float64) * scale), -scale, scale - 1)
+        if bits == 16:
+            return np.ascontiguousarray(k, np.int16)
+        return np.ascontiguousarray(k.astype(np.int32) << 8)  # 24-bit, top-aligned
+
+    def _close(self) -> None:
+        for f in self.files.values():
+            if not f.closed:
+                f.close()
+
+    def commit(self, overwrite: bool) -> None:
+        self._close()
+        for stem, tmp in self.tmp.items():
+            if self.paths[stem].exists() and not overwrite:
+                raise StemtokError(f"{self.paths[stem]}: already exists (pass --overwrite)")
+            tmp.replace(self.paths[stem])
+        for stem, peak in self.clipped.items():
+            log.warning("%s: peak %.2f clipped to full scale (use --bit-depth 32f to keep it)",
+                        self.paths[stem], peak)  # fmt: skip
+
+    def discard(self) -> None:
+        """Close and remove what :meth:`commit` did not rename (a no-op after it)."""
+        self._close()
+        for tmp in self.tmp.values():
+            tmp.unlink(missing_ok=True)
+
+
+def fit_range(audio: Any, depth: str, fmt: str, path: Path) -> Any:
+    """Clip to full scale for integer and MP3 output (one log line when it happens)."""
+    import numpy as np
+
+    if fmt == "wav" and depth == "32f":
+        return audio
+    peak = float(np.abs(audio).max()) if audio.size else 0.0
+    if peak <= 1.0:
+        return audio
+    log.warning("%s: peak %.2f clipped to full scale (use --bit-depth 32f to keep it)", path, peak)
+    return np.clip(audio, -1.0, 1.0)

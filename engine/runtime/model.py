@@ -1,0 +1,145 @@
+"""A model folder written by ``stemtok export``: find it, check it, open its sessions.
+
+::
+
+    <folder>/model_config.json   schema, sizes, token layout, rates, KV layout, sha256 of files
+    <folder>/encoder.onnx  lm.onnx  codec_generative.onnx  codec_aligned.onnx  embed.npy
+
+The default folder is ``$STEMTOK_MODEL``, else ``resources/models/default`` beside the installed
+``engine`` package (a source checkout or a ``pip install .``), else the same path under the
+current directory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+import engine
+from engine.errors import StemtokError
+from engine.models.layout import TokenLayout
+from engine.runtime.session import create_session, resolve_device
+
+SCHEMA: Final[int] = 1
+CONFIG_FILE: Final[str] = "model_config.json"
+DEFAULT_NAME: Final[str] = "default"
+
+
+def default_model_dir() -> Path:
+    """Where the default model lives (see the module docstring); raises when nowhere."""
+    env = os.environ.get("STEMTOK_MODEL")
+    if env:
+        return Path(env)
+    rel = Path("resources") / "models" / DEFAULT_NAME
+    candidates = [Path(engine.__file__).resolve().parents[1] / rel, Path.cwd() / rel]
+    for folder in candidates:
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    raise StemtokError(
+        f"no default model found (looked in {candidates[0]} and {candidates[1]}); set "
+        "STEMTOK_MODEL to a folder made by 'stemtok export' or pass --model"
+    )
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def read_config(folder: Path, verify: bool = True) -> dict[str, Any]:
+    """``model_config.json`` of ``folder``, its schema checked and (``verify``) every file's
+    sha256 compared with the one recorded at export."""
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise StemtokError(f"{folder}: not a model folder (no {CONFIG_FILE}; make one with "
+                           "'stemtok export')")  # fmt: skip
+    try:
+        config: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StemtokError(f"{path}: cannot read the model config ({exc})") from None
+    if config.get("schema") != SCHEMA:
+        raise StemtokError(f"{path}: model schema {config.get('schema')} is not {SCHEMA}; "
+                           "re-export the model with this version of stemtok")  # fmt: skip
+    for name, digest in config.get("files", {}).items():
+        file = folder / name
+        if not file.is_file():
+            raise StemtokError(f"{folder}: {name} is missing; re-export the model")
+        if verify and _sha256(file) != digest:
+            raise StemtokError(f"{file}: checksum mismatch (damaged or replaced); re-export it")
+    return config
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The numbers the runtime needs from ``model_config.json``."""
+
+    layout: TokenLayout
+    dim: int
+    n_layers: int
+    n_kv_heads: int
+    head_dim: int
+    capacity: int
+    kv_mode: str
+    prefix_len: int
+    sample_rate: int
+    window: int  # samples per LM window (T codec frames)
+    stft_n_fft: int
+    stft_hop: int
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Sizes:
+        lay, lm, kv, rates = config["layout"], config["lm"], config["kv"], config["rates"]
+        layout = TokenLayout(lay["n_levels"], lay["codebook_size"], lay["n_frames"],
+                             lay["n_tracks"])  # fmt: skip
+        return cls(
+            layout=layout, dim=lm["dim"], n_layers=kv["n_layers"], n_kv_heads=kv["n_kv_heads"],
+            head_dim=kv["head_dim"], capacity=kv["capacity"], kv_mode=kv["mode"],
+            prefix_len=1 + lm["mel_frames"] // lm["enc_stride"],
+            sample_rate=rates["sample_rate"], window=rates["window_samples"],
+            stft_n_fft=rates["stft_n_fft"], stft_hop=rates["stft_hop"],
+        )  # fmt: skip
+
+
+class Model:
+    """Sessions of a model folder on one device (``auto`` picks CUDA when it works here)."""
+
+    def __init__(
+        self, folder: str | os.PathLike[str] | None = None, device: str = "auto",
+        threads: int | None = None, verify: bool = True,
+    ) -> None:  # fmt: skip
+        self.folder = Path(folder) if folder is not None else default_model_dir()
+        self.config = read_config(self.folder, verify)
+        if self.config["lm"].get("decoding", "sequential") != "sequential":
+            raise StemtokError(f"{self.folder}: only sequential-decoding models run here")
+        self.sizes = Sizes.from_config(self.config)
+        self.device = resolve_device(device)
+
+        def open_(name: str) -> Any:
+            return create_session(self.folder / name, self.device, threads)
+
+        self.encoder = open_("encoder.onnx")
+        self.lm = open_("lm.onnx")
+        self.generative = open_("codec_generative.onnx")
+        self.aligned = open_("codec_aligned.onnx")
+        self.embed: np.ndarray = np.load(self.folder / "embed.npy")
+        self.level_offset = np.arange(self.sizes.layout.n_levels) * self.sizes.layout.vocab_size
+
+    def embed_ids(self, ids: np.ndarray) -> np.ndarray:
+        """Ids ``[B, L, K]`` -> summed level embeddings ``[B, L, D]`` (float32)."""
+        rows = self.embed[ids + self.level_offset]  # (B, L, K, D)
+        out: np.ndarray = rows.sum(axis=2, dtype=np.float32)
+        return out
+
+    def encode(self, mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Log-mel ``[B, n_mels, 4T]`` -> prefix ``[B, 1 + M, D]``, cond ``[B, T + 1, D]``."""
+        pre, cond = self.encoder.run(None, {"mel": np.ascontiguousarray(mel, np.float32)})
+        return pre, cond

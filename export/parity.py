@@ -1,0 +1,129 @@
+"""Parity of the exported graphs against the torch models they came from (run at export time).
+
+Figures (all recorded in ``model_config.json`` under ``parity``):
+
+- ``encoder_max_abs``: prefix and cond, onnxruntime vs torch;
+- ``prefill_logits_max_abs``: logits of the prefix's last position;
+- ``greedy_tokens_equal`` / ``greedy_token_mismatch``: :func:`engine.runtime.decode.generate`
+  against :func:`engine.models.generate.generate` on the test windows (greedy);
+- ``generative_snr_db``: waveform decoded by ORT graph + numpy iSTFT against ``Codec.decode``;
+- ``aligned_mask_max_abs``: masks of the aligned decoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine import features
+from engine.errors import StemtokError
+from engine.models.codec import Codec
+from engine.models.generate import generate as torch_generate
+from engine.models.lm import KVCache, SeparationLM
+from engine.runtime.decode import Decoder, generate
+from engine.runtime.model import Model
+
+#: Tolerances: float32 graphs reorder sums, so agreement is to rounding, not bit for bit.
+LOGIT_TOL = 1e-2
+MASK_TOL = 1e-3
+SNR_MIN_DB = 60.0
+
+
+def test_windows(lm: SeparationLM, audio: np.ndarray | None, n: int = 3) -> np.ndarray:
+    """``n`` windows ``[n, window]`` of 48 kHz mono ``audio`` (evenly spread), or seeded noise."""
+    window = lm.cfg.n_frames * 3840
+    if audio is None or audio.shape[-1] < window:
+        rng = np.random.default_rng(0)
+        return (0.1 * rng.standard_normal((n, window))).astype(np.float32)
+    starts = np.linspace(0, audio.shape[-1] - window, n).astype(int)
+    return np.stack([audio[s : s + window] for s in starts]).astype(np.float32)
+
+
+def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
+    err = float(np.sum((ref - est) ** 2)) + 1e-20
+    return float(10 * np.log10((float(np.sum(ref**2)) + 1e-20) / err))
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What torch computes on the test windows (made before exporting: see :func:`reference`)."""
+
+    windows: np.ndarray  # (B, N)
+    mel: np.ndarray  # (B, n_mels, 4T)
+    prefix: np.ndarray  # (B, 1 + M, D)
+    cond: np.ndarray | None  # (B, T + 1, D)
+    logits: np.ndarray  # (B, K, C) at the prefix's last position
+    codes: np.ndarray  # (B, n_tracks, 2, K, T) greedy
+    wave: np.ndarray  # (B, N) generative decoding of the vocals codes
+    mask: np.ndarray  # (B, F, 8T) aligned-decoder mask of the vocals codes
+
+
+def reference(lm: SeparationLM, codec: Codec, windows: np.ndarray) -> Reference:
+    """Torch outputs on ``windows`` ``[B, N]``.
+
+    Computed before ``torch.onnx.export`` runs: we saw one export sequence leave torch's CPU
+    encoder giving batch-dependent results in the same process afterwards, and a reference taken
+    first cannot be affected by that.
+    """
+    mel = features.log_mel(windows)  # (B, n_mels, 4T)
+    with torch.no_grad():
+        pre = lm.prefix(torch.from_numpy(mel))
+        cond = lm.condition(pre)
+        cache = KVCache.empty(lm.cfg, mel.shape[0], capacity=lm.cfg.max_positions)
+        hidden, _ = lm.decode(pre, cache, cond)
+        logits = lm.logits(hidden)[:, -1].numpy()
+        codes = torch_generate(lm, mel).codes
+        vocals = torch.from_numpy(codes[:, 0])
+        wave = codec.decode(vocals).numpy()
+        mask = codec.mask(*codec.dequantize(vocals), codec.spectrum(torch.from_numpy(windows)))
+    return Reference(windows, mel, pre.numpy(), None if cond is None else cond.numpy(), logits,
+                     codes, wave, mask.numpy())  # fmt: skip
+
+
+def check(ref: Reference, folder: Path) -> dict[str, Any]:
+    """Run the exported folder on the reference's windows; returns the figures."""
+    model = Model(folder, "cpu", threads=None, verify=False)
+    out: dict[str, Any] = {"windows": int(ref.windows.shape[0])}
+    pre, cond = model.encode(ref.mel)
+    err = float(np.abs(pre - ref.prefix).max())
+    if ref.cond is not None:
+        err = max(err, float(np.abs(cond - ref.cond).max()))
+    out["encoder_max_abs"] = err
+    logits = Decoder(model, ref.mel.shape[0]).prefill(pre, cond)
+    out["prefill_logits_max_abs"] = float(np.abs(logits - ref.logits).max())
+    got = generate(model, ref.mel)
+    out["greedy_token_mismatch"] = float(np.mean(ref.codes != got.codes))
+    out["greedy_tokens_equal"] = bool(np.array_equal(ref.codes, got.codes))
+    out.update(_codec_parity(model, ref))
+    return out
+
+
+def _codec_parity(model: Model, ref: Reference) -> dict[str, float]:
+    s, windows = model.sizes, ref.windows
+    vocals = np.ascontiguousarray(ref.codes[:, 0])  # (B, 2, K, T)
+    (ri,) = model.generative.run(None, {"codes": vocals})
+    wave = features.istft(ri[:, 0] + 1j * ri[:, 1], windows.shape[-1], s.stft_n_fft, s.stft_hop)
+    spec = features.stft(windows, s.stft_n_fft, s.stft_hop)
+    logmag = np.log(np.abs(spec) + 1e-5).astype(np.float32)
+    (mask,) = model.aligned.run(None, {"codes": vocals, "mix_logmag": logmag})
+    return {
+        "generative_snr_db": _snr_db(ref.wave, wave),
+        "aligned_mask_max_abs": float(np.abs(mask - ref.mask).max()),
+    }
+
+
+def verify(figures: dict[str, Any]) -> None:
+    """Raise when a figure is outside its tolerance."""
+    problems = []
+    if figures["encoder_max_abs"] > LOGIT_TOL or figures["prefill_logits_max_abs"] > LOGIT_TOL:
+        problems.append("encoder/LM outputs differ from torch")
+    if not figures["greedy_tokens_equal"]:
+        problems.append(f"greedy tokens differ ({figures['greedy_token_mismatch']:.2%})")
+    if figures["generative_snr_db"] < SNR_MIN_DB or figures["aligned_mask_max_abs"] > MASK_TOL:
+        problems.append("codec decoders differ from torch")
+    if problems:
+        raise StemtokError(f"parity check failed: {'; '.join(problems)} ({figures})")
