@@ -186,7 +186,9 @@ class BandSplitRoformer(nn.Module):
             start += w
         h = torch.stack(bands, dim=2)  # (B, T, K, D)
         k, d = h.shape[2], h.shape[3]
-        for time_block, band_block in self.layers:  # type: ignore[misc]
+        for pair in self.layers:
+            time_block: nn.Module = pair[0]  # type: ignore[index]
+            band_block: nn.Module = pair[1]  # type: ignore[index]
             h = time_block(h.transpose(1, 2).reshape(b * k, t, d)).view(b, k, t, d).transpose(1, 2)
             h = band_block(h.reshape(b * t, k, d)).view(b, t, k, d)
         h = self.norm(h)
@@ -194,14 +196,6 @@ class BandSplitRoformer(nn.Module):
         masks = [head(h[:, :, i]).view(b, t, s, 2, w) for i, (head, w) in
                  enumerate(zip(self.masks, self.widths, strict=True))]  # fmt: skip
         return torch.cat(masks, dim=-1).permute(0, 2, 3, 4, 1)  # (B, S, 2, F, T)
-
-
-def _mask_head(dim: int, hidden: int, n_stems: int, width: int) -> nn.Module:
-    """Band features ``[..., D]`` -> (re, im) masks of ``n_stems`` stems for ``width`` bins."""
-    return nn.Sequential(
-        RMSNorm(dim), nn.Linear(dim, hidden), nn.Tanh(),
-        nn.Linear(hidden, 2 * n_stems * 2 * width), nn.GLU(dim=-1),
-    )  # fmt: skip
 
 
 def _mask_head(dim: int, hidden: int, n_stems: int, width: int) -> nn.Module:
