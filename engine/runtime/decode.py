@@ -17,7 +17,6 @@ The KV cache is one numpy buffer ``[2, n_layers, B, Hkv, S, hd]`` (keys, values)
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,26 +25,9 @@ import onnxruntime as ort
 
 from engine.errors import StemtokError
 from engine.models.layout import TokenLayout
+from engine.models.sampling import Cancel, Progress, Sampling
+from engine.models.sampling import GenerationCancelled as Cancelled
 from engine.runtime.model import Model
-
-Progress = Callable[[int, int], None]
-Cancel = Callable[[], bool]
-
-
-class Cancelled(StemtokError):
-    """The caller's cancel callback asked the work to stop."""
-
-    exit_code = 130
-
-
-@dataclass(frozen=True)
-class Sampling:
-    """Greedy (``temperature`` 0) or top-k / temperature sampling seeded by ``seed``."""
-
-    temperature: float = 0.0
-    top_k: int = 0
-    seed: int | None = None
-    stop_on_end: bool = True
 
 
 @dataclass(frozen=True)
