@@ -104,16 +104,21 @@ def register_codec(tsub: Subparsers) -> None:
         type=float,
         help="weight of the aligned decoder's negative-SNR loss (default 0.05)",
     )
+    add_run_options(p, threads=1)
+    p.set_defaults(func=run_codec)
+
+
+def add_run_options(p: argparse.ArgumentParser, threads: int) -> None:
+    """Options every trainer has: seed, device, threads, resume/fresh, quiet."""
     p.add_argument("--seed", type=int, help="random seed (default 0)")
     p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-    p.add_argument("--threads", type=int, default=1, help="CPU threads for torch (default 1)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument(
-        "--resume", action="store_true", help="require a checkpoint in OUT and continue it"
+    p.add_argument(
+        "--threads", type=int, default=threads, help=f"CPU threads for torch (default {threads})"
     )
+    group = p.add_mutually_exclusive_group()
+    group.add_argument("--resume", action="store_true", help="require a checkpoint and continue")
     group.add_argument("--fresh", action="store_true", help="ignore checkpoints in OUT")
     p.add_argument("--quiet", action="store_true", help="no progress bar or echoed log lines")
-    p.set_defaults(func=run_codec)
 
 
 def prepare_run(args: argparse.Namespace, data: Path, what: str) -> None:

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.commands.train import add_run_options
 from engine.errors import StemtokError
 
 if TYPE_CHECKING:
@@ -50,13 +51,7 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
     p.add_argument("--minutes", type=float, help="stop after this much training time")
     p.add_argument("--batch-size", type=int, help="crops per step (small 8, paper 24)")
-    p.add_argument("--seed", type=int, help="random seed (default 0)")
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="require a checkpoint and continue")
-    group.add_argument("--fresh", action="store_true", help="ignore checkpoints in OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or echoed log lines")
+    add_run_options(p, threads=2)
     p.set_defaults(func=run)
 
 

@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from app.commands.train import add_run_options
+
 EXAMPLES = """\
 Examples:
   stemtok train teacher --data data/synth-full --out runs/teacher-small --minutes 60
@@ -36,13 +38,7 @@ def register_cli(tsub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--batch-size", type=int, help="crops per step (default 4)")
     p.add_argument("--crop-seconds", type=float, help="crop length (default 3)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 5e-4)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device", default="auto", help="auto (CUDA if present), cpu or cuda")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for torch (default 2)")
-    group = p.add_mutually_exclusive_group()
-    group.add_argument("--resume", action="store_true", help="require a checkpoint and continue")
-    group.add_argument("--fresh", action="store_true", help="ignore checkpoints in OUT")
-    p.add_argument("--quiet", action="store_true", help="no progress bar or echoed log lines")
+    add_run_options(p, threads=2)
     p.set_defaults(func=run)
 
 
