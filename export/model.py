@@ -19,7 +19,8 @@ from engine.errors import StemtokError
 from engine.models.codec import Codec, load_codec
 from engine.models.lm import SeparationLM, load_lm
 from export import parity
-from export.onnx_export import FILES, export_all, sha256, write_config
+from export.onnx_export import export_all, sha256, write_config
+from export.optimize import optimize_lm
 
 Echo = Callable[[str], None]
 
@@ -66,12 +67,14 @@ def export_model(
         ref = parity.reference(lm, codec, parity.test_windows(lm, _mono_48k(parity_audio)))
         echo(f"torch reference in {time.perf_counter() - t0:.1f} s")
         config = export_all(lm, codec, tmp, static=kv == "inplace")
-        echo(f"exported 4 graphs in {time.perf_counter() - t0:.1f} s; checking parity")
+        echo(f"exported 4 graphs in {time.perf_counter() - t0:.1f} s; optimizing the LM")
+        config = optimize_graphs(tmp, ref.mel, echo)
+        echo("checking parity with torch")
         figures = parity.check(ref, tmp)
         echo("parity: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
                                     for k, v in figures.items()))  # fmt: skip
         parity.verify(figures)
-        config["parity"] = figures
+        config["parity"] = {**config.get("parity", {}), **figures}
         config["source"] = {"lm": str(lm_path), "codec": str(codec_dir),
                             "lm_sha256": sha256(lm_path)}  # fmt: skip
         write_config(tmp, config)
@@ -80,6 +83,97 @@ def export_model(
         tmp.rename(out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    size = sum((out / name).stat().st_size for name in FILES)
+    size = sum((out / name).stat().st_size for name in config["files"])
     echo(f"{out}: {size / 1e6:.1f} MB")
+    return config
+
+
+#: the fused float32 LM must decode exactly as the graph it came from; the float16 one must
+#: pick the same class at nearly every teacher-forced step
+FUSED_LOGIT_TOL = 1e-3
+FP16_MIN_AGREEMENT = 0.9
+
+
+def optimize_graphs(folder: Path, mel: np.ndarray, echo: Echo = _stderr) -> dict[str, Any]:
+    """Fuse ``folder/lm.onnx`` in place and write ``lm_fp16.onnx`` beside it, each checked
+    against the plain float32 graph on windows ``mel``; returns the updated config (written)."""
+    from engine.runtime.model import FP16_LM, read_config
+
+    config = read_config(folder, verify=False)
+    plain = folder / ".lm-plain.onnx"
+    (folder / "lm.onnx").replace(plain)
+    try:
+        done = optimize_lm(plain, folder / "lm.onnx")
+        optimize_lm(plain, folder / FP16_LM, fp16=True)
+        config["files"]["lm.onnx"] = sha256(folder / "lm.onnx")
+        config["files"][FP16_LM] = sha256(folder / FP16_LM)
+        write_config(folder, config)
+        figures = _optimized_parity(folder, plain, mel)
+    finally:
+        plain.unlink(missing_ok=True)
+    echo("optimized LM: " + ", ".join(f"{k} {v:.4g}" for k, v in {**done, **figures}.items()))
+    if figures["fused_logits_max_abs"] > FUSED_LOGIT_TOL or figures["fused_token_mismatch"]:
+        raise StemtokError(f"the fused LM graph differs from the plain one ({figures})")
+    if figures["fp16_step_argmax_agreement"] < FP16_MIN_AGREEMENT:
+        raise StemtokError(f"the float16 LM graph disagrees with float32 too often ({figures})")
+    config["graphs"] = {"lm.onnx": {"dtype": "float32", "fused": done},
+                        FP16_LM: {"dtype": "float16", "fused": done, "for": "cuda"}}  # fmt: skip
+    config["parity"] = {**config.get("parity", {}), **figures}
+    write_config(folder, config)
+    return config
+
+
+def _optimized_parity(folder: Path, plain: Path, mel: np.ndarray) -> dict[str, float]:
+    """Figures of the fused and float16 graphs of ``folder`` against the plain graph."""
+    from engine.runtime.decode import Decoder, generate
+    from engine.runtime.model import Model
+    from engine.runtime.session import create_session
+
+    fused = Model(folder, "cpu", verify=False)
+    half = Model(folder, "cpu", verify=False, precision="fp16")
+    ref = Model(folder, "cpu", verify=False)
+    ref.lm = create_session(plain, "cpu")  # the graph as exported, before the passes
+    pre, cond = ref.encode(mel)
+    a = Decoder(ref, mel.shape[0]).prefill(pre, cond)
+    b = Decoder(fused, mel.shape[0]).prefill(pre, cond)
+    out = {"fused_logits_max_abs": float(np.abs(a - b).max()),
+           "fused_token_mismatch": float(np.mean(generate(ref, mel).codes
+                                                 != generate(fused, mel).codes))}  # fmt: skip
+    out.update(parity.precision_parity(ref, half, mel))
+    return out
+
+
+def optimize_model(
+    src: Path, out: Path, *, overwrite: bool = False, parity_audio: Path | None = None,
+    echo: Echo = _stderr,
+) -> dict[str, Any]:  # fmt: skip
+    """Fuse the LM of the model folder ``src`` and add its float16 graph, checked against the
+    folder's own float32 graph (which was checked against torch when it was exported); the
+    result goes to ``out`` (``src`` itself with ``overwrite``) by a rename."""
+    from engine import features
+    from engine.runtime.model import read_config
+
+    if out.exists() and not overwrite:
+        raise StemtokError(f"{out}: already exists (pass --overwrite to replace it)")
+    config = read_config(src)  # checksums verified: we start from what was exported
+    if "graphs" in config:
+        raise StemtokError(f"{src}: the LM is already optimized ({config['graphs']})")
+    window = int(config["rates"]["window_samples"])
+    audio = _mono_48k(parity_audio)
+    if audio is None or audio.shape[-1] < window:
+        audio = 0.1 * np.random.default_rng(0).standard_normal(3 * window).astype(np.float32)
+    starts = np.linspace(0, audio.shape[-1] - window, 3).astype(int)
+    mel = features.log_mel(np.stack([audio[s : s + window] for s in starts]))
+    tmp = out.parent / f".{out.name}.optimize"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp)
+        config = optimize_graphs(tmp, mel, echo)
+        old = out.parent / f".{out.name}.old"
+        if out.exists():
+            out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return config

@@ -51,7 +51,7 @@ def mel_of(batch: int, seed: int = 0) -> np.ndarray:
 
 def test_export_writes_a_checked_folder(tiny_dir: Path) -> None:
     config = read_config(tiny_dir)
-    assert set(config["files"]) == set(FILES)
+    assert set(config["files"]) == {*FILES, "lm_fp16.onnx"}
     assert config["kv"]["mode"] == "inplace" and config["schema"] == 1
     parity = config["parity"]
     assert parity["greedy_tokens_equal"] and parity["prefill_logits_max_abs"] < 1e-4

@@ -9,10 +9,13 @@ tokens are the torch reference's::
         logits -> layout filter -> choose -> feed the choice; E on level 0 ends the track early
         (the rest repeats its last frame)
 
-The KV cache is one numpy buffer ``[2, n_layers, B, Hkv, S, hd]`` (keys, values). With an
-``inplace`` graph each layer's slice is bound as both input and output of ``lm.onnx``
-(IOBinding), so a step writes its new entries where they belong and nothing is copied; with a
-``growing`` graph the past tensors are fed and the longer present tensors taken back.
+The KV cache is one buffer ``[2, n_layers, B, Hkv, S, hd]`` (keys, values), in the LM graph's
+precision (float32, or float16 for ``lm_fp16.onnx``). With an ``inplace`` graph each layer's
+slice is bound as both input and output of ``lm.onnx`` (IOBinding), so a step writes its new
+entries where they belong and nothing is copied: on the CPU the slices share one numpy buffer,
+on CUDA they are device buffers made once per batch, so the cache never crosses the bus (only
+``x`` goes in and the last position's logits come back). With a ``growing`` graph the past
+tensors are fed and the longer present tensors taken back.
 """
 
 from __future__ import annotations
@@ -48,7 +51,14 @@ class Decoder:
         s = self.sizes
         self.inplace = s.kv_mode == "inplace"
         size = s.capacity if self.inplace else 0
-        self.kv = np.zeros((2, s.n_layers, batch, s.n_kv_heads, size, s.head_dim), np.float32)
+        self.dtype = model.lm_dtype  # float32, or float16 for lm_fp16.onnx
+        shape = (2, s.n_layers, batch, s.n_kv_heads, size, s.head_dim)
+        # on CUDA the in-place buffers live on the device (made at the first call); the numpy
+        # buffer is the CPU one (shared with onnxruntime) or the growing cache
+        on_device = self.inplace and model.device == "cuda"
+        self.kv = np.zeros((2, s.n_layers, batch, s.n_kv_heads, 0 if on_device else size,
+                            s.head_dim), self.dtype)  # fmt: skip
+        self._kv_shape = shape
         self.length = 0
         self.cond: np.ndarray | None = None
         self._binding: Any = None
@@ -59,7 +69,7 @@ class Decoder:
 
     def prefill(self, prefix: np.ndarray, cond: np.ndarray) -> np.ndarray:
         """Feed the prefix ``[B, 1 + M, D]``; returns logits ``[B, K, C]`` of its last position."""
-        self.cond = np.ascontiguousarray(cond, np.float32)
+        self.cond = np.ascontiguousarray(cond, self.dtype)
         return self.feed(prefix)
 
     def step(self, ids: np.ndarray) -> np.ndarray:
@@ -70,22 +80,30 @@ class Decoder:
         n = x.shape[1]
         if self.inplace and self.length + n > self.sizes.capacity:
             raise StemtokError(f"KV buffer of {self.sizes.capacity} positions is full")
-        x = np.ascontiguousarray(x, np.float32)
+        x = np.ascontiguousarray(x, self.dtype)
         logits = self._run_inplace(x) if self.inplace else self._run_growing(x)
         self.length += n
-        return logits
+        return np.array(logits, np.float32)  # a copy: ORT may reuse its output memory
+
+    def _buffer(self, kv: int, layer: int) -> Any:
+        """One layer's key or value buffer as an ``OrtValue`` on the session's device."""
+        if self.model.device == "cuda":
+            shape = self._kv_shape[2:]
+            value = ort.OrtValue.ortvalue_from_shape_and_type(shape, self.dtype, "cuda", 0)
+            value.update_inplace(np.zeros(shape, self.dtype))
+            return value
+        return ort.OrtValue.ortvalue_from_numpy(self.kv[kv, layer])  # shares memory
 
     def _run_inplace(self, x: np.ndarray) -> np.ndarray:
         io = self._binding
         if io is None:
             io = self._binding = self.model.lm.io_binding()
             for j, (src, dst) in enumerate(zip(self.inputs, self.outputs, strict=True)):
-                kv, layer = divmod(j, self.sizes.n_layers)
-                value = ort.OrtValue.ortvalue_from_numpy(self.kv[kv, layer])  # shares memory
+                value = self._buffer(*divmod(j, self.sizes.n_layers))
                 io.bind_ortvalue_input(src, value)
                 io.bind_ortvalue_output(dst, value)
             io.bind_cpu_input("cond", self.cond)
-            io.bind_output("logits")
+            io.bind_output("logits", "cpu")
         io.bind_cpu_input("x", x)
         io.bind_cpu_input("start", np.array([self.length], np.int64))
         self.model.lm.run_with_iobinding(io)

@@ -4,6 +4,7 @@
 
     <folder>/model_config.json   schema, sizes, token layout, rates, KV layout, sha256 of files
     <folder>/encoder.onnx  lm.onnx  codec_generative.onnx  codec_aligned.onnx  embed.npy
+    <folder>/lm_fp16.onnx        (optional) the LM in float16, run on CUDA
 
 The default folder is ``$STEMTOK_MODEL``, else ``resources/models/default`` beside the installed
 ``engine`` package (a source checkout or a ``pip install .``), else the same path under the
@@ -29,6 +30,7 @@ from engine.runtime.session import create_session, resolve_device
 SCHEMA: Final[int] = 1
 CONFIG_FILE: Final[str] = "model_config.json"
 DEFAULT_NAME: Final[str] = "default"
+FP16_LM: Final[str] = "lm_fp16.onnx"
 
 
 def default_model_dir() -> Path:
@@ -109,12 +111,29 @@ class Sizes:
         )  # fmt: skip
 
 
+def lm_file(config: dict[str, Any], device: str, precision: str) -> str:
+    """The LM graph to run: ``lm_fp16.onnx`` on CUDA (``precision="auto"``) or when asked for
+    (``"fp16"``) and the folder has one, ``lm.onnx`` (float32) otherwise."""
+    if precision not in ("auto", "fp32", "fp16"):
+        raise StemtokError(f"unknown precision {precision!r} (auto, fp32 or fp16)")
+    has16 = FP16_LM in config.get("files", {})
+    if precision == "fp16" and not has16:
+        raise StemtokError(f"this model folder has no {FP16_LM}; run 'stemtok export --optimize'")
+    if precision == "fp16" or (precision == "auto" and device == "cuda" and has16):
+        return FP16_LM
+    return "lm.onnx"
+
+
 class Model:
-    """Sessions of a model folder on one device (``auto`` picks CUDA when it works here)."""
+    """Sessions of a model folder on one device (``auto`` picks CUDA when it works here).
+
+    ``precision``: ``auto`` runs the float16 LM graph on CUDA when the folder has one and the
+    float32 graph on the CPU; ``fp32``/``fp16`` force one.
+    """
 
     def __init__(
         self, folder: str | os.PathLike[str] | None = None, device: str = "auto",
-        threads: int | None = None, verify: bool = True,
+        threads: int | None = None, verify: bool = True, precision: str = "auto",
     ) -> None:  # fmt: skip
         self.folder = Path(folder) if folder is not None else default_model_dir()
         self.config = read_config(self.folder, verify)
@@ -127,7 +146,10 @@ class Model:
             return create_session(self.folder / name, self.device, threads)
 
         self.encoder = open_("encoder.onnx")
-        self.lm = open_("lm.onnx")
+        self.lm_name = lm_file(self.config, self.device, precision)
+        self.lm = open_(self.lm_name)
+        x_type = next(i.type for i in self.lm.get_inputs() if i.name == "x")
+        self.lm_dtype = np.dtype(np.float16 if x_type == "tensor(float16)" else np.float32)
         self.generative = open_("codec_generative.onnx")
         self.aligned = open_("codec_aligned.onnx")
         self.embed: np.ndarray = np.load(self.folder / "embed.npy")
