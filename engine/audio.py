@@ -81,6 +81,11 @@ def _open(path: Path) -> Any:
     try:
         return AudioFile(str(path))
     except Exception as exc:  # pedalboard raises ValueError/RuntimeError with long texts
+        with path.open("rb") as fh:
+            head = fh.read(64)
+        if head.startswith(b"OggS") and b"OpusHead" in head:
+            raise AudioError(f"{path}: Ogg Opus is not supported (Ogg Vorbis is); convert it to "
+                             "FLAC or WAV first") from None  # fmt: skip
         reason = str(exc).split(":")[0] if str(exc) else type(exc).__name__
         raise AudioError(
             f"{path}: not a readable audio file (WAV, FLAC, MP3, OGG or AIFF expected; {reason})"
@@ -88,24 +93,51 @@ def _open(path: Path) -> Any:
 
 
 def _mp3_gapless(path: Path) -> tuple[int, int] | None:
-    """(samples to skip, true length) from a LAME/Xing "Info" tag, or None when absent."""
+    """(samples to skip, true length) from a Xing/"Info" tag with a LAME-style extension
+    (written by LAME and by ffmpeg's libmp3lame, which signs it "Lavc"/"Lavf"), or None."""
     with path.open("rb") as fh:
-        head = fh.read(4096)
+        head = fh.read(8192)
     for tag in (b"Info", b"Xing"):
         i = head.find(tag)
         if i < 0 or i + 12 > len(head):
             continue
         flags = int.from_bytes(head[i + 4 : i + 8], "big")
-        lame = head.find(b"LAME", i)
-        if not flags & 1 or lame < 0 or lame + 24 > len(head):
+        if not flags & 1:
             return None
         n_frames = int.from_bytes(head[i + 8 : i + 12], "big")
-        b = head[lame + 21 : lame + 24]
+        if flags & 2:
+            _check_mp3_size(path, head, i, int.from_bytes(head[i + 12 : i + 16], "big"))
+        # the optional fields the flags announce: frames, bytes, 100-byte TOC, quality
+        ext = i + 8 + 4 * bool(flags & 1) + 4 * bool(flags & 2) + 100 * bool(flags & 4)
+        ext += 4 * bool(flags & 8)
+        if ext + 24 > len(head) or not head[ext : ext + 4].isalnum():
+            return None  # no encoder extension: delay and padding unknown
+        b = head[ext + 21 : ext + 24]
         delay = (b[0] << 4) | (b[1] >> 4)
         padding = ((b[1] & 0x0F) << 8) | b[2]
         length = n_frames * _mp3_frame_samples(head, i) - delay - padding
         return (delay + _MP3_DECODER_DELAY, length) if length > 0 else None
     return None
+
+
+def _mp3_frame_start(head: bytes, tag_pos: int) -> int | None:
+    """Offset of the frame header before the tag at ``tag_pos`` (its sync word)."""
+    for j in range(tag_pos - 4, max(tag_pos - 48, -1), -1):
+        if head[j] == 0xFF and head[j + 1] & 0xE0 == 0xE0:
+            return j
+    return None
+
+
+def _check_mp3_size(path: Path, head: bytes, tag_pos: int, stream_bytes: int) -> None:
+    """Refuse an MP3 whose stream is shorter than its Xing tag says (a cut-off download):
+    decoders would pad the missing part with silence."""
+    start = _mp3_frame_start(head, tag_pos)
+    if start is None or stream_bytes <= 0:
+        return
+    available = path.stat().st_size - start
+    if available < stream_bytes - 1024:  # a tag-less tail or a last partial frame is fine
+        raise AudioError(f"{path}: file is truncated (its MP3 header promises {stream_bytes} "
+                         f"bytes of audio, only {available} are present)")  # fmt: skip
 
 
 def _mp3_frame_samples(head: bytes, tag_pos: int) -> int:
@@ -130,6 +162,12 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
     fmt = _fmt_name(p)
     if fmt == "wav":
         wavheader.check_wav(p)
+        layout = wavheader.float64_layout(p)
+        if layout is not None:  # read by us, exactly (pedalboard cannot open every variant)
+            frames = layout.data_bytes // (8 * max(layout.channels, 1))
+            info = AudioInfo(p, fmt, layout.rate, layout.channels, frames, "float64")
+            _check_info(info)
+            return info
     with _open(p) as f:
         rate, channels, frames = int(f.samplerate), int(f.num_channels), int(f.frames)
         dtype = str(f.file_dtype)
@@ -139,8 +177,6 @@ def probe(path: str | os.PathLike[str]) -> AudioInfo:
             frames = min(frames - gap[0], gap[1])
     if dtype == "int8" and fmt == "wav":
         dtype = "uint8"
-    if fmt == "wav" and dtype == "float32" and wavheader.is_float64(p):
-        dtype = "float64"
     info = AudioInfo(p, fmt, rate, channels, max(frames, 0), dtype)
     _check_info(info)
     return info
@@ -174,8 +210,9 @@ def iter_blocks(
 ) -> Iterator[np.ndarray]:
     """Yield the file as consecutive blocks ``[C, n]`` (n <= block_frames), validated as read."""
     info = probe(path)
-    if dtype == np.float64 and info.sample_format == "float64":
-        yield from wavheader.iter_float64(info.path, block_frames)
+    if info.sample_format == "float64":
+        for block64 in wavheader.iter_float64(info.path, block_frames):
+            yield block64.astype(dtype, copy=False)
         return
     skip = 0
     if info.format == "mp3":

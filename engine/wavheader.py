@@ -77,9 +77,12 @@ def check_wav(path: Path) -> None:
         )
 
 
-def is_float64(path: Path) -> bool:
+def float64_layout(path: Path) -> WavLayout | None:
+    """The layout of a 64-bit float WAV (plain or WAVE_FORMAT_EXTENSIBLE), else None."""
     layout = read_layout(path)
-    return layout is not None and layout.format_tag == _FLOAT and layout.bits == 64
+    if layout is not None and layout.format_tag == _FLOAT and layout.bits == 64:
+        return layout
+    return None
 
 
 def iter_float64(path: Path, block_frames: int) -> Iterator[np.ndarray]:

@@ -216,3 +216,76 @@ def test_written_files_get_normal_permissions(tmp_path: Path) -> None:
     os.chmod(p, 0o640)
     audio.write_audio(p, np.zeros((1, 10)), 48000, overwrite=True)
     assert p.stat().st_mode & 0o777 == 0o640  # replacing keeps the file's mode
+
+
+def _extensible_float64_wav(path: Path, x: np.ndarray, rate: int) -> None:
+    """A WAVE_FORMAT_EXTENSIBLE 64-bit float WAV (as ffmpeg writes them), by hand."""
+    import struct
+
+    channels = x.shape[0]
+    data = np.ascontiguousarray(x.T, "<f8").tobytes()
+    guid = struct.pack("<IHH", 3, 0x0000, 0x0010) + bytes.fromhex("800000aa00389b71")
+    fmt = struct.pack("<HHIIHH", 0xFFFE, channels, rate, rate * channels * 8, channels * 8, 64)
+    fmt += struct.pack("<HHI", 22, 64, 3) + guid
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    path.write_bytes(b"RIFF" + struct.pack("<I", len(body)) + body)
+
+
+def test_extensible_float64_wav_reads_exactly(tmp_path: Path) -> None:
+    x = np.random.default_rng(3).uniform(-1, 1, (3, 1001))
+    _extensible_float64_wav(tmp_path / "x.wav", x, 44100)
+    info = audio.probe(tmp_path / "x.wav")
+    assert (info.rate, info.channels, info.frames, info.sample_format) == (
+        44100,
+        3,
+        1001,
+        "float64",
+    )
+    y, _ = audio.read_audio(tmp_path / "x.wav", dtype=np.float64)
+    np.testing.assert_array_equal(y, x)
+    y32, _ = audio.read_audio(tmp_path / "x.wav")
+    assert y32.dtype == np.float32 and np.abs(y32 - x).max() < 1e-7
+
+
+def _encoder_extension(data: bytes) -> int:
+    """Offset of the encoder string after the Xing/Info header of an MP3 (LAME layout)."""
+    i = max(data.find(b"Info"), data.find(b"Xing"))
+    flags = int.from_bytes(data[i + 4 : i + 8], "big")
+    return (
+        i
+        + 8
+        + 4 * bool(flags & 1)
+        + 4 * bool(flags & 2)
+        + 100 * bool(flags & 4)
+        + 4 * bool(flags & 8)
+    )
+
+
+def test_mp3_gapless_info_is_read_whatever_the_encoder_signs(tmp_path: Path) -> None:
+    x = np.zeros((1, 33333), np.float32)
+    x[0, 12345] = 0.8
+    data = bytearray(audio.write_audio(tmp_path / "a.mp3", x, 48000).read_bytes())
+    ext = _encoder_extension(bytes(data))
+    assert bytes(data[ext : ext + 4]) == b"LAME"
+    data[ext : ext + 4] = b"Lavc"  # ffmpeg's libmp3lame signs the same fields this way
+    (tmp_path / "b.mp3").write_bytes(bytes(data))
+    for name in ("a.mp3", "b.mp3"):
+        y, _ = audio.read_audio(tmp_path / name)
+        assert y.shape == (1, 33333), name
+        assert abs(int(np.argmax(np.abs(y[0]))) - 12345) <= 1, name
+
+
+def test_cut_off_mp3_is_refused_not_padded(tmp_path: Path) -> None:
+    x = np.random.default_rng(0).normal(0, 0.1, (1, 48000 * 3)).astype(np.float32)
+    data = audio.write_audio(tmp_path / "full.mp3", x, 48000).read_bytes()
+    (tmp_path / "cut.mp3").write_bytes(data[: len(data) // 3])
+    with pytest.raises(AudioError, match="truncated"):
+        audio.read_audio(tmp_path / "cut.mp3")
+
+
+def test_ogg_opus_gets_its_own_message(tmp_path: Path) -> None:
+    page = b"OggS" + bytes(24) + b"OpusHead" + bytes(200)
+    (tmp_path / "song.ogg").write_bytes(page)
+    with pytest.raises(AudioError, match="Ogg Opus is not supported"):
+        audio.read_audio(tmp_path / "song.ogg")
