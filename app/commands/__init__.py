@@ -7,7 +7,19 @@ import importlib
 from typing import Any
 
 # Commands whose modules exist; the others are registered by ``pending`` until they land.
-_MODULES = ("info", "data", "train", "eval", "export", "separate", "karaoke", "bench")
+_MODULES = (
+    "info",
+    "data",
+    "train",
+    "eval",
+    "export",
+    "separate",
+    "karaoke",
+    "bench",
+    "editor",
+    "bridge",
+    "send",
+)
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:

@@ -8,10 +8,7 @@ from typing import Any
 from engine.errors import NotReadyError
 
 #: command -> (one-line help, issue that delivers it)
-PENDING: dict[str, tuple[str, str]] = {
-    "editor": ("open the stem editor", "#9 (stem editor)"),
-    "bridge": ("serve separation to DAWs on a local socket", "#10 (DAW bridge)"),
-}
+PENDING: dict[str, tuple[str, str]] = {}
 
 
 def _not_ready(args: argparse.Namespace) -> int:
