@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -40,6 +40,7 @@ from engine.runtime.sources import ArraySource, Source
 
 Mode = Literal["aligned", "generative"]
 FractionProgress = Callable[[float], None]
+EntropySink = Callable[[float, np.ndarray], None]  # (window start in s, entropy [S, T] in nats)
 _MASK_FLOOR = 1e-4  # where all masks are ~0 the mixture is shared equally
 _LM_SHARE = 0.8  # share of a chunk's time the progress bar gives to the LM loop
 _SEGMENT_OVERLAP_S = 2.0  # crossfade between segments of a long song
@@ -47,10 +48,16 @@ _SEGMENT_OVERLAP_S = 2.0  # crossfade between segments of a long song
 
 @dataclass(frozen=True)
 class Stems(Mapping[str, np.ndarray]):
-    """Stem name -> audio ``[C, N]`` at ``rate`` (the input's rate, length and channels)."""
+    """Stem name -> audio ``[C, N]`` at ``rate`` (the input's rate, length and channels).
+
+    ``confidence`` (only with ``separate(..., confidence=True)``): stem -> ``[F]`` values in
+    (0, 1], ``exp(-mean token entropy)`` per codec frame, at ``confidence_rate`` frames/s.
+    """
 
     audio: dict[str, np.ndarray]
     rate: int
+    confidence: dict[str, np.ndarray] = field(default_factory=dict)
+    confidence_rate: float = 0.0
 
     def __getitem__(self, key: str) -> np.ndarray:
         return self.audio[key]
@@ -115,13 +122,15 @@ class Separator:
         self, audio: np.ndarray | str | os.PathLike[str], rate: int | None = None, *,
         stems: Sequence[str] = STEMS, mode: Mode = "aligned", seed: int | None = None,
         progress: FractionProgress | None = None, cancel: Cancel | None = None,
+        confidence: bool = False,
     ) -> Stems:  # fmt: skip
         """Split ``audio`` ``[C, N]`` at ``rate`` (or a file path) into ``stems`` (in memory; see
         :meth:`stream` for a song of any length).
 
         ``seed`` samples (temperature 1, top-k 50) instead of greedy decoding: another seed
         re-rolls. ``progress(fraction)`` reports the share done; ``cancel() -> True`` stops
-        with :class:`engine.runtime.decode.Cancelled`.
+        with :class:`engine.runtime.decode.Cancelled`. ``confidence=True`` also fills
+        :attr:`Stems.confidence` from the token entropy.
         """
         chosen = _check_stems(stems)
         if isinstance(audio, (str, os.PathLike)):
@@ -131,22 +140,32 @@ class Separator:
         a = _check_audio(audio, int(rate))
         out = np.empty((len(chosen), *a.shape), np.float32)
         pos = 0
+        frame_rate = self.model.sizes.layout.n_frames * self.rate / self.window
+        conf = _EntropyGrid(len(chosen), int(np.ceil(a.shape[1] / int(rate) * frame_rate)) + 1,
+                            frame_rate) if confidence else None  # fmt: skip
         for block in self.stream(ArraySource(a, int(rate)), stems=chosen, mode=mode, seed=seed,
-                                 progress=progress, cancel=cancel):  # fmt: skip
+                                 progress=progress, cancel=cancel,
+                                 on_entropy=conf.add if conf else None):  # fmt: skip
             out[:, :, pos : pos + block.shape[-1]] = block
             pos += block.shape[-1]
-        return Stems({name: out[i] for i, name in enumerate(chosen)}, int(rate))
+        audio_out = {name: out[i] for i, name in enumerate(chosen)}
+        if conf is None:
+            return Stems(audio_out, int(rate))
+        sure = conf.confidence()
+        return Stems(audio_out, int(rate), dict(zip(chosen, sure, strict=True)), frame_rate)
 
     def stream(
         self, source: Source, *, stems: Sequence[str] = STEMS, mode: Mode = "aligned",
         seed: int | None = None, progress: FractionProgress | None = None,
-        cancel: Cancel | None = None,
+        cancel: Cancel | None = None, on_entropy: EntropySink | None = None,
     ) -> Iterator[np.ndarray]:  # fmt: skip
         """Separate ``source`` segment by segment, yielding finished blocks ``[S, C, n]`` (the
         chosen stems, in :data:`STEMS` order) that together cover the song in order.
 
         Segments of ``segment_seconds`` overlap by 2 s and are crossfaded; a block is yielded
         once no later segment touches it, so memory does not grow with the song.
+        ``on_entropy(start_seconds, entropy [S, T])`` receives each LM window's mean token
+        entropy (nats) per chosen stem and codec frame.
         """
         if mode not in ("aligned", "generative"):
             raise StemtokError(f"unknown mode {mode!r} (aligned or generative)")
@@ -173,7 +192,13 @@ class Separator:
                 if progress is not None:
                     progress((k + f) / p.n_windows)
 
-            stems_k = self._segment(piece, rate, mode, names, sampling, part, cancel)[keep]
+            sink = None
+            if on_entropy is not None:
+
+                def sink(t: float, h: np.ndarray, t0: float = s0 / rate) -> None:
+                    on_entropy(t0 + t, h[keep])
+
+            stems_k = self._segment(piece, rate, mode, names, sampling, part, cancel, sink)[keep]
             end = s0 + piece.shape[1]
             grow = end - done - acc.shape[-1]
             if grow > 0:
@@ -188,16 +213,17 @@ class Separator:
     def _segment(
         self, piece: np.ndarray, rate: int, mode: Mode, names: tuple[str, ...],
         sampling: Sampling, progress: FractionProgress, cancel: Cancel | None,
+        sink: EntropySink | None = None,
     ) -> np.ndarray:  # fmt: skip
         """One segment ``[C, n]`` at ``rate`` -> stems ``[S, C, n]`` at ``rate``."""
         x = resample(piece, rate, self.rate)  # (C, N48) of this segment
-        decoded = self._run(x, mode, names, sampling, progress, cancel)  # (S, C|1, N48)
+        decoded = self._run(x, mode, names, sampling, progress, cancel, sink)  # (S, C|1, N48)
         return self._finish(piece, rate, decoded, mode, names)
 
     # ----------------------------------------------------------------- model domain
     def _run(
         self, x: np.ndarray, mode: Mode, names: tuple[str, ...], sampling: Sampling,
-        progress: FractionProgress | None, cancel: Cancel | None,
+        progress: FractionProgress | None, cancel: Cancel | None, sink: EntropySink | None = None,
     ) -> np.ndarray:  # fmt: skip
         lead = (len(names), x.shape[0] if mode == "aligned" else 1)
         p = win.plan(x.shape[1], self.window, self.overlap)
@@ -214,6 +240,10 @@ class Separator:
             tokens = generate(self.model, mel, sampling, tick, cancel)
             idx = [STEMS.index(n) for n in names]
             codes = np.ascontiguousarray(tokens.codes[:, idx])  # (B, S, 2, K, T)
+            for j in range(count):
+                if sink is not None:  # mean entropy (S, T) of window first + j
+                    h = tokens.entropy[j, idx].mean((1, 2))
+                    sink(float(p.starts[first + j]) / self.rate, h)
             if mode == "aligned":
                 out = self._aligned(codes, win.cut(x, p, first, count), cancel)
             else:
@@ -270,3 +300,24 @@ class Separator:
         if mode == "aligned":
             out += (a - out.sum(axis=0)) / len(names)
         return out
+
+
+class _EntropyGrid:
+    """Mean token entropy of overlapping windows on one song-wide frame grid ``[S, F]``."""
+
+    def __init__(self, n_stems: int, n_frames: int, frame_rate: float) -> None:
+        self.sum = np.zeros((n_stems, n_frames), np.float64)
+        self.count = np.zeros(n_frames, np.float64)
+        self.frame_rate = frame_rate
+
+    def add(self, start_s: float, h: np.ndarray) -> None:
+        """Entropy ``[S, T]`` of one window starting ``start_s`` seconds into the song."""
+        f0 = round(start_s * self.frame_rate)
+        n = max(0, min(h.shape[1], self.count.shape[0] - f0))
+        self.sum[:, f0 : f0 + n] += h[:, :n]
+        self.count[f0 : f0 + n] += 1
+
+    def confidence(self) -> np.ndarray:
+        """``exp(-mean entropy)`` ``[S, F]`` in (0, 1] (1 where no window reached)."""
+        mean = self.sum / np.maximum(self.count, 1)
+        return np.exp(-mean).astype(np.float32)
