@@ -105,3 +105,22 @@ def test_cc_curve() -> None:
     assert cc_to_db(0) == MIN_DB and cc_to_db(100) == 0.0 and cc_to_db(127) == pytest.approx(6.0)
     values = [cc_to_db(v) for v in range(128)]
     assert all(b > a for a, b in itertools.pairwise(values))
+
+
+def test_a_failing_midi_backend_becomes_a_one_line_oserror(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """python-rtmidi without an ALSA sequencer raises its own error type: the editor must get an
+    OSError it can show, not an exception that aborts a Qt slot."""
+
+    class BackendError(Exception):
+        pass
+
+    def broken() -> list[str]:
+        raise BackendError("MidiInAlsa::initialize: error creating ALSA sequencer client object.")
+
+    monkeypatch.setattr(mido, "get_input_names", broken)
+    control = MidiControl.__new__(MidiControl)  # no session needed to open a port
+    control._port = None
+    with pytest.raises(OSError, match="ALSA sequencer"):
+        control.open_port()

@@ -126,11 +126,17 @@ class MidiControl(QObject):
         """Listen to input port ``name`` (default: the first); returns its name."""
         import mido
 
-        names = mido.get_input_names()
-        if not names:
-            raise OSError("no MIDI input ports")
-        self.close_port()
-        self._port = mido.open_input(name or names[0], callback=self.incoming.emit)
+        try:  # the backend (python-rtmidi) raises its own errors, e.g. without an ALSA sequencer
+            names = mido.get_input_names()
+            if not names:
+                raise OSError("no MIDI input ports")
+            self.close_port()
+            self._port = mido.open_input(name or names[0], callback=self.incoming.emit)
+        except (OSError, ImportError):
+            raise
+        except Exception as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise OSError(first) from None
         return str(self._port.name)
 
     def close_port(self) -> None:
