@@ -11,6 +11,7 @@ import functools
 from typing import Final
 
 import numpy as np
+import scipy.fft
 
 from engine.constants import MODEL_RATE
 
@@ -45,9 +46,9 @@ def stft(x: np.ndarray, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
     xp = np.pad(x, widths, mode="reflect")
     n_frames = frames_of(x.shape[-1], hop)
     idx = np.arange(n_fft)[None, :] + hop * np.arange(n_frames)[:, None]  # (T, n_fft)
-    frames = xp[..., idx] * hann(n_fft)  # (..., T, n_fft)
-    spec = np.fft.rfft(frames, axis=-1)  # (..., T, F)
-    return np.swapaxes(spec, -1, -2).astype(np.complex64)
+    frames = xp[..., idx] * hann(n_fft)  # (..., T, n_fft) float32
+    spec = scipy.fft.rfft(frames, axis=-1)  # (..., T, F) complex64: single precision throughout
+    return np.swapaxes(spec, -1, -2).astype(np.complex64, copy=False)
 
 
 def istft(spec: np.ndarray, length: int, n_fft: int = N_FFT, hop: int = HOP) -> np.ndarray:
@@ -56,7 +57,11 @@ def istft(spec: np.ndarray, length: int, n_fft: int = N_FFT, hop: int = HOP) -> 
     Frames beyond ``length // hop`` are not needed: the tail is rebuilt from the last frames.
     """
     spec = np.asarray(spec)
-    frames = np.fft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1) * hann(n_fft)  # (..., T, n)
+    if spec.dtype != np.complex128:
+        spec = spec.astype(np.complex64, copy=False)  # single precision unless given double
+    frames = scipy.fft.irfft(np.swapaxes(spec, -1, -2), n=n_fft, axis=-1) * hann(
+        n_fft
+    )  # (..., T, n)
     n_frames = frames.shape[-2]
     pad = n_fft // 2
     total = hop * (n_frames - 1) + n_fft
@@ -109,5 +114,5 @@ def log_mel(x: np.ndarray) -> np.ndarray:
     """
     spec = stft(x)
     power = spec.real.astype(np.float32) ** 2 + spec.imag.astype(np.float32) ** 2
-    mel = np.einsum("mf,...ft->...mt", mel_filterbank(), power)
+    mel = np.matmul(mel_filterbank(), power)  # (n_mels, F) @ (..., F, T): BLAS, not einsum
     return np.log(mel + LOG_FLOOR).astype(np.float32)
