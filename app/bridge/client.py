@@ -156,9 +156,10 @@ class BridgeClient:
     def submit(
         self, pcm: bytes | memoryview, sample_rate: int, channels: int, *,
         stems: Sequence[str] | None = None, mode: str = "aligned", seed: int | None = None,
-        id: str | None = None,
+        id: str | None = None, client: str | None = None,
     ) -> str:  # fmt: skip
-        """Queue a region (interleaved f32le PCM); returns its id (see :meth:`wait`)."""
+        """Queue a region (interleaved f32le PCM); returns its id (see :meth:`wait`).
+        ``client`` names the sender (e.g. "REAPER") for logs and the editor's region list."""
         rid = id or f"r{os.getpid()}-{next(_ids)}"
         frames = len(pcm) // (4 * channels)
         header: dict[str, Any] = {
@@ -168,6 +169,8 @@ class BridgeClient:
         }  # fmt: skip
         if seed is not None:
             header["seed"] = seed
+        if client:
+            header["client"] = client
         self.send(header, pcm)
         return rid
 
@@ -192,10 +195,11 @@ class BridgeClient:
     def separate_pcm(
         self, pcm: bytes | memoryview, sample_rate: int, channels: int, *,
         stems: Sequence[str] | None = None, mode: str = "aligned", seed: int | None = None,
-        progress: ProgressFn | None = None,
+        progress: ProgressFn | None = None, client: str | None = None,
     ) -> Result:  # fmt: skip
         """Separate one region and wait for it; Ctrl-C cancels the job on the server."""
-        rid = self.submit(pcm, sample_rate, channels, stems=stems, mode=mode, seed=seed)
+        rid = self.submit(pcm, sample_rate, channels, stems=stems, mode=mode, seed=seed,
+                          client=client)  # fmt: skip
         try:
             return self.wait(rid, progress)
         except KeyboardInterrupt:
@@ -205,6 +209,7 @@ class BridgeClient:
     def separate(
         self, audio: Any, sample_rate: int, *, stems: Sequence[str] | None = None,
         mode: str = "aligned", seed: int | None = None, progress: ProgressFn | None = None,
+        client: str | None = None,
     ) -> dict[str, Any]:  # fmt: skip
         """numpy ``[C, N]`` -> {name: ``[C, N]`` float32} (needs numpy)."""
         import numpy as np
@@ -213,7 +218,7 @@ class BridgeClient:
         a = a[None] if a.ndim == 1 else a
         pcm = np.ascontiguousarray(a.T, dtype="<f4").tobytes()
         res = self.separate_pcm(pcm, sample_rate, a.shape[0], stems=stems, mode=mode,
-                                seed=seed, progress=progress)  # fmt: skip
+                                seed=seed, progress=progress, client=client)  # fmt: skip
         c = a.shape[0]
         return {n: np.frombuffer(b, "<f4").reshape(-1, c).T.astype(np.float32)
                 for n, b in res.stems.items()}  # fmt: skip

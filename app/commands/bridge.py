@@ -64,10 +64,6 @@ def socket_arg(args: argparse.Namespace) -> Path | None:
 def run(args: argparse.Namespace) -> int:
     if args.status:
         return show_status(args)
-    if args.port < 0 or args.port > 65535:
-        raise StemtokError(f"--port {args.port}: use 0-65535")
-    if args.max_minutes <= 0:
-        raise StemtokError("--max-minutes must be positive")
     server = make_server(args)
     from app.bridge.paths import token_path
 
@@ -79,15 +75,20 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def make_server(args: argparse.Namespace) -> Any:
+def bridge_config(args: argparse.Namespace) -> Any:
+    """The :class:`~app.bridge.server.BridgeConfig` of the listener options (``stemtok bridge``
+    and ``stemtok editor --bridge`` share them): port, socket, state file, limits, timeouts."""
     import dataclasses
 
     from app.bridge.connection import Timeouts
     from app.bridge.paths import state_path
     from app.bridge.protocol import Limits
-    from app.bridge.server import BridgeConfig, BridgeServer
-    from engine.runtime.separator import Separator
+    from app.bridge.server import BridgeConfig
 
+    if not 0 <= args.port <= 65535:
+        raise StemtokError(f"--port {args.port}: use 0-65535")
+    if args.max_minutes <= 0:
+        raise StemtokError("--max-minutes must be positive")
     frames = int(args.max_minutes * 60 * 48_000)
     stereo = frames * 2 * 4  # the longest region in stereo; more channels must be shorter
     limits = Limits(max_frames=frames, max_payload=max(Limits().max_payload, stereo))
@@ -98,10 +99,17 @@ def make_server(args: argparse.Namespace) -> Any:
     )  # fmt: skip
     if not config.tcp and config.socket_path is None:
         raise StemtokError("--no-tcp and --no-socket leave nothing to listen on")
+    return config
+
+
+def make_server(args: argparse.Namespace) -> Any:
+    from app.bridge.server import BridgeServer
+    from engine.runtime.separator import Separator
+
+    config = bridge_config(args)
     log.info("loading the model")
     engine = Separator(args.model, device=args.device, threads=args.threads)
-    server = BridgeServer(engine, config)
-    return server
+    return BridgeServer(engine, config)
 
 
 def show_status(args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
 """``stemtok editor [FILE]``: the stem editor window (PyQt6); ``--screenshot PNG`` renders it
-offscreen after loading FILE and exits."""
+offscreen after loading FILE and exits; ``--bridge`` also serves the DAW bridge from the window
+(see ``docs/editor/README.md``)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ Examples:
   stemtok editor song.flac             separate song.flac and show its stems
   stemtok editor song.stemtok          reopen a saved project (no separation)
   stemtok editor song.flac --screenshot shot.png --solo vocals
+  stemtok editor --bridge              also serve the DAW bridge; regions sent show up here
+  stemtok editor --bridge --port 0 --no-socket   the bridge on a free TCP port only
 """
 
 
@@ -41,6 +44,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
     p.add_argument("--mode", default="aligned", choices=("aligned", "generative"))
+    _bridge_options(p)
     shot = p.add_argument_group("screenshot state (with --screenshot)")
     shot.add_argument("--solo", action="append", default=[], metavar="STEM")
     shot.add_argument("--mute", action="append", default=[], metavar="STEM")
@@ -54,6 +58,26 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
                       help="drop SONG on the karaoke target and capture when it is written")  # fmt: skip
     shot.add_argument("--size", default="1280x760", metavar="WxH")
     p.set_defaults(func=run)
+
+
+def _bridge_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``stemtok bridge`` that apply when the editor serves it."""
+    from app.bridge.paths import DEFAULT_PORT
+
+    b = p.add_argument_group("DAW bridge (File > Serve DAW Bridge; see 'stemtok bridge')")
+    b.add_argument("--bridge", action="store_true",
+                   help="serve the DAW bridge from this window: regions sent show up here")  # fmt: skip
+    b.add_argument("--port", type=int, default=DEFAULT_PORT,
+                   help=f"TCP port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")  # fmt: skip
+    b.add_argument("--no-tcp", action="store_true", help="no TCP listener")
+    b.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket path")
+    b.add_argument("--no-socket", action="store_true", help="no Unix socket")
+    b.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",
+                   help="close idle client connections after S seconds (300)")  # fmt: skip
+    b.add_argument("--max-minutes", type=float, default=10.0, metavar="M",
+                   help="longest region accepted, in minutes at 48 kHz (10)")  # fmt: skip
+    b.add_argument("--grace", type=float, default=5.0, metavar="S",
+                   help="on stopping, let the running region finish for S seconds (5)")  # fmt: skip
 
 
 def _wait(app: Any, done: Callable[[], bool], timeout: float = 900.0) -> None:
@@ -85,21 +109,31 @@ def run(args: argparse.Namespace) -> int:
         from PyQt6.QtWidgets import QApplication
     except ImportError as exc:
         raise StemtokError(f"the editor needs PyQt6 ({exc}): pip install PyQt6") from None
+    from app.commands.bridge import bridge_config
     from app.commands.separate import load_separator
+    from app.editor.bridge_front import BridgeFront
     from app.editor.session import Session
+    from app.editor.shared_engine import SharedEngine
     from app.editor.window import MainWindow
+
+    if args.bridge:
+        bridge_config(args)  # a bad option fails here, in one line, before the window opens
 
     app = QApplication.instance() or QApplication(["stemtok"])
     settings = None
     if args.screenshot is not None:  # leave the user's settings alone
         ini = Path(tempfile.mkdtemp(prefix="stemtok-shot-")) / "settings.ini"
         settings = QSettings(str(ini), QSettings.Format.IniFormat)
-    session = Session(lambda: load_separator(args), settings, mode=args.mode)
+    engine = SharedEngine(lambda: load_separator(args))  # one model: editor and bridge
+    session = Session(lambda: engine, settings, mode=args.mode)
     win = MainWindow(session)
+    front = BridgeFront(win, engine, lambda: bridge_config(args), grace=args.grace)
     if args.screenshot is not None:
         w, h = (int(v) for v in args.size.lower().split("x"))
         win.resize(w, h)
     win.show()
+    if args.bridge:
+        front.start()
     if args.file is not None:
         session.open_path(args.file)
     if args.screenshot is None:

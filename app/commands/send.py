@@ -66,7 +66,7 @@ def _separate(args: argparse.Namespace, audio: Any, rate: int, stems: list[str])
     try:
         with BridgeClient(args.socket, args.port) as client:
             return client.separate(audio, rate, stems=stems, mode=args.mode, seed=args.seed,
-                                   progress=bar.update)  # fmt: skip
+                                   progress=bar.update, client="stemtok send")  # fmt: skip
     except (BridgeError, TokenError) as exc:
         raise StemtokError(f"bridge: {exc}") from None
     finally:

@@ -180,11 +180,16 @@ class Session(QObject):
     def _separated(self, song: Song) -> None:
         path, self.task, self.pending = self.pending, None, None
         assert path is not None
-        self._adopt(song)
-        self.source, self.stems_dirty = path, True
-        self._ready()
+        self.adopt_song(song, path)
         self.add_recent(path)
         self.message.emit(f"{path.name}: separated")
+
+    def adopt_song(self, song: Song, source: Path | None) -> None:
+        """Show ``song`` (already separated, e.g. by the DAW bridge) with ``source`` as its
+        audio file; its stems count as unsaved."""
+        self._adopt(song)
+        self.source, self.stems_dirty = source, True
+        self._ready()
 
     def _adopt(self, song: Song) -> None:
         self._close_player()

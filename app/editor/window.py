@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from PyQt6.QtCore import Qt, QThreadPool, QTimer
+from PyQt6.QtCore import Qt, QThreadPool, QTimer, pyqtSignal
 from PyQt6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PyQt6.QtWidgets import (
     QCheckBox,
@@ -42,7 +42,13 @@ AUDIO_FILTER = "Audio or project (*.wav *.flac *.mp3 *.ogg *.aif *.aiff *.stemto
 
 
 class MainWindow(QMainWindow):
-    """``stemtok editor``: one session, one window."""
+    """``stemtok editor``: one session, one window.
+
+    ``closing`` fires at the start of a close, before the window waits for its jobs (the DAW
+    bridge front stops its server there).
+    """
+
+    closing = pyqtSignal()
 
     def __init__(self, session: Session, karaoke: KaraokeQueue | None = None) -> None:
         super().__init__()
@@ -413,6 +419,7 @@ class MainWindow(QMainWindow):
             self._message("opened the first file; drop several on the karaoke target to queue them")
 
     def closeEvent(self, e: QCloseEvent | None) -> None:
+        self.closing.emit()
         self.session.cancel()
         self.karaoke.cancel()
         QThreadPool.globalInstance().waitForDone(10_000)  # type: ignore[union-attr]

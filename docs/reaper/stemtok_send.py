@@ -118,7 +118,7 @@ def main():
     pcm, rate, channels = read_take(item, take)
     say(f"sending {len(pcm) / (4.0 * channels * rate):.1f} s, {channels} ch, {rate} Hz")
     with BridgeClient() as bridge:
-        result = bridge.separate_pcm(pcm, rate, channels, stems=STEMS, mode=MODE)
+        result = bridge.separate_pcm(pcm, rate, channels, stems=STEMS, mode=MODE, client="REAPER")
     say(f"stems back in {result.seconds:.2f} s of separation")
     folder = stem_folder(item)
     files = []
