@@ -36,6 +36,8 @@ from engine.errors import StemtokError
 from engine.runtime import windows as win
 from engine.runtime.decode import Cancel, Cancelled, Sampling, generate
 from engine.runtime.model import Model
+from engine.runtime.segments import SEGMENT_OVERLAP_S, stream_segments
+from engine.runtime.segments import check_audio as _check_audio
 from engine.runtime.sources import ArraySource, Source
 
 Mode = Literal["aligned", "generative"]
@@ -43,7 +45,6 @@ FractionProgress = Callable[[float], None]
 EntropySink = Callable[[float, np.ndarray], None]  # (window start in s, entropy [S, T] in nats)
 _MASK_FLOOR = 1e-4  # where all masks are ~0 the mixture is shared equally
 _LM_SHARE = 0.8  # share of a chunk's time the progress bar gives to the LM loop
-_SEGMENT_OVERLAP_S = 2.0  # crossfade between segments of a long song
 
 
 @dataclass(frozen=True)
@@ -76,19 +77,6 @@ def _check_stems(stems: Sequence[str]) -> tuple[str, ...]:
     return tuple(s for s in STEMS if s in stems)
 
 
-def _check_audio(audio: np.ndarray, rate: int) -> np.ndarray:
-    a = np.asarray(audio, dtype=np.float32)
-    if a.ndim == 1:
-        a = a[None]
-    if a.ndim != 2 or a.shape[0] < 1 or a.shape[1] < 1:
-        raise StemtokError(f"audio must be [channels, samples], got shape {np.shape(audio)}")
-    if not MIN_RATE <= rate <= MAX_RATE:
-        raise StemtokError(f"sample rate {rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")
-    if not np.all(np.isfinite(a)):
-        raise StemtokError("audio holds NaN or infinite samples")
-    return a
-
-
 class Separator:
     """Four-stem separation with an exported model folder on onnxruntime.
 
@@ -110,7 +98,7 @@ class Separator:
     ) -> None:  # fmt: skip
         self.model = Model(model_dir, device, threads)
         self.batch = max(1, batch)
-        self.segment_seconds = max(segment_seconds, 4 * _SEGMENT_OVERLAP_S)
+        self.segment_seconds = max(segment_seconds, 4 * SEGMENT_OVERLAP_S)
         s = self.model.sizes
         self.window, self.overlap = s.window, s.window // 4
 
@@ -177,38 +165,20 @@ class Separator:
         sampling = Sampling() if seed is None else Sampling(1.0, 50, seed)
         names = STEMS if mode == "aligned" else chosen
         keep = [names.index(n) for n in chosen]
-        rate, n_total = source.rate, source.length
-        seg, overlap = int(self.segment_seconds * rate), int(_SEGMENT_OVERLAP_S * rate)
-        p = win.plan(n_total, max(min(seg, n_total), overlap + 1), overlap)
-        w = win.weights(p.window, overlap)
-        acc = np.zeros((len(chosen), source.channels, 0), np.float32)  # pending weighted sum
-        norm = np.zeros(0, np.float32)
-        done = 0  # samples already yielded; acc[..., 0] is sample `done`
-        for k in range(p.n_windows):
-            s0 = int(p.starts[k])
-            piece = _check_audio(source.read(s0, s0 + p.window), rate)
+        rate = source.rate
 
-            def part(f: float, k: int = k) -> None:
-                if progress is not None:
-                    progress((k + f) / p.n_windows)
-
+        def separate(piece: np.ndarray, part: FractionProgress, start: int) -> np.ndarray:
             sink = None
             if on_entropy is not None:
 
-                def sink(t: float, h: np.ndarray, t0: float = s0 / rate) -> None:
+                def sink(t: float, h: np.ndarray, t0: float = start / rate) -> None:
                     on_entropy(t0 + t, h[keep])
 
-            stems_k = self._segment(piece, rate, mode, names, sampling, part, cancel, sink)[keep]
-            end = s0 + piece.shape[1]
-            grow = end - done - acc.shape[-1]
-            if grow > 0:
-                acc = np.concatenate([acc, np.zeros((*acc.shape[:2], grow), np.float32)], -1)
-                norm = np.concatenate([norm, np.zeros(grow, np.float32)])
-            acc[..., s0 - done : end - done] += stems_k * w[: piece.shape[1]]
-            norm[s0 - done : end - done] += w[: piece.shape[1]]
-            final = int(p.starts[k + 1]) if k + 1 < p.n_windows else n_total
-            yield acc[..., : final - done] / np.maximum(norm[: final - done], 1e-12)
-            acc, norm, done = acc[..., final - done :], norm[final - done :], final
+            out: np.ndarray = self._segment(piece, rate, mode, names, sampling, part, cancel,
+                                            sink)[keep]  # fmt: skip
+            return out
+
+        yield from stream_segments(source, separate, len(chosen), self.segment_seconds, progress)
 
     def _segment(
         self, piece: np.ndarray, rate: int, mode: Mode, names: tuple[str, ...],
