@@ -6,7 +6,7 @@ import argparse
 import importlib
 from typing import Any
 
-# Commands whose modules exist; the others are registered by ``pending`` until they land.
+# Every command's module (each issue that brought a command replaced its "not ready" stub).
 _MODULES = (
     "info",
     "data",
@@ -23,16 +23,5 @@ _MODULES = (
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:
-    from app.commands import pending
-
-    ready: set[str] = set()
     for name in _MODULES:
-        try:
-            module = importlib.import_module(f"app.commands.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"app.commands.{name}":
-                raise
-            continue
-        module.register(sub)
-        ready.add(name)
-    pending.register(sub, skip=ready)
+        importlib.import_module(f"app.commands.{name}").register(sub)
