@@ -67,6 +67,8 @@ def export_model(
         ref = parity.reference(lm, codec, parity.test_windows(lm, _mono_48k(parity_audio)))
         echo(f"torch reference in {time.perf_counter() - t0:.1f} s")
         config = export_all(lm, codec, tmp, static=kv == "inplace")
+        config["name"] = out.name  # not the temporary folder's name
+        write_config(tmp, config)
         echo(f"exported 4 graphs in {time.perf_counter() - t0:.1f} s; optimizing the LM")
         config = optimize_graphs(tmp, ref.mel, echo)
         echo("checking parity with torch")

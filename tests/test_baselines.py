@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from engine.constants import STEMS
-from engine.errors import NotReadyError, StemtokError
+from engine.errors import StemtokError
 from engine.evaluation import systems, transforms
 from engine.evaluation.baselines import DspSeparator, MixtureBaseline, OracleMask, stft_size
 from engine.evaluation.metrics import si_sdr
@@ -87,8 +87,7 @@ def test_system_names_and_messages(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("STEMTOK_MODEL", str(tmp_path / "no-model"))
     with pytest.raises(StemtokError, match="no-model: not a model folder"):
         systems.resolve(["default"], [])
-    with pytest.raises(NotReadyError, match=r"teacher is not available yet \(issue #8\)"):
-        systems.resolve(["teacher"], [])
+    assert [s.type for s in systems.resolve(["teacher"], [])] == ["D"]  # the shipped teacher
     with pytest.raises(StemtokError, match="unknown system 'demucs'"):
         systems.resolve(["demucs"], [])
     with pytest.raises(StemtokError, match="system named twice: dsp"):

@@ -154,7 +154,6 @@ def test_estimate_problems_are_clear(
     [
         (["--through-codec", "--codec", "nowhere"], 2, "nowhere holds no codec"),
         (["--systems", "mixture,default"], 2, "no-model: not a model folder"),
-        (["--systems", "teacher"], 3, "discriminative teacher is not available yet (issue #8)"),
         (["--metrics", "pesq"], 2, "unknown metric 'pesq'"),
         (["--max-seconds", "0"], 2, "--max-seconds must be positive"),
         (["--songs", "nope"], 2, "song 'nope' not found"),

@@ -53,6 +53,7 @@ def test_export_writes_a_checked_folder(tiny_dir: Path) -> None:
     config = read_config(tiny_dir)
     assert set(config["files"]) == {*FILES, "lm_fp16.onnx"}
     assert config["kv"]["mode"] == "inplace" and config["schema"] == 1
+    assert config["name"] == tiny_dir.name  # the folder's name, not the temporary one's
     parity = config["parity"]
     assert parity["greedy_tokens_equal"] and parity["prefill_logits_max_abs"] < 1e-4
     assert parity["generative_snr_db"] > 60 and parity["aligned_mask_max_abs"] < 1e-4

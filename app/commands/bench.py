@@ -25,6 +25,7 @@ Examples:
   stemtok bench                                  30 s, 3 min and 10 min on every device here
   stemtok bench --seconds 180 --device cpu --json bench.json
   stemtok bench --seconds 30 --model resources/models/default --model /tmp/growing-kv
+  stemtok bench --seconds 60 --model default --model teacher --peer --threads 2
 """
 
 RATE = 44100
@@ -43,7 +44,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--seconds", default="30,180,600", help="input lengths, comma-separated")
     p.add_argument("--device", choices=("auto", "cpu", "cuda", "all"), default="all")
     p.add_argument("--mode", choices=("aligned", "generative"), default="aligned")
-    p.add_argument("--model", type=Path, action="append", help="model folder(s) (default model)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        action="append",
+        help="model name (default, teacher) or folder; repeatable (default: the default model)",
+    )
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--json", type=Path, metavar="F", help="write the results to F")
     p.add_argument(
@@ -110,14 +116,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
     from app.commands.separate import StemFiles
     from engine.constants import STEMS
-    from engine.runtime.separator import Separator
+    from engine.runtime.factory import open_separator
     from engine.runtime.sources import FileSource
 
     with tempfile.TemporaryDirectory(prefix="stemtok-bench-") as tmp:
         song = Path(tmp) / "song.wav"
         write_test_song(song, args.seconds)
         t0 = time.perf_counter()
-        sep = Separator(args.model, device=args.device, threads=args.threads)
+        sep = open_separator(args.model, device=args.device, threads=args.threads)
         load = time.perf_counter() - t0
         t0 = time.perf_counter()
         if args.in_memory:
@@ -141,8 +147,13 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _decode_speed(sep: Any) -> dict[str, Any]:
-    """LM decode steps per second at the separator's batch size (one window's worth)."""
+    """LM decode steps per second at the separator's batch size (one window's worth); none for
+    the teacher, which decodes no tokens."""
     from engine.runtime.decode import Decoder
+
+    if getattr(sep, "kind", "lm") == "teacher":
+        return {"kv": "-", "device": sep.model.device, "batch": sep.batch,
+                "decode_steps_per_s": 0.0, "window_steps_per_s": 0.0}  # fmt: skip
 
     m, b = sep.model, sep.batch
     s = m.sizes

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     _register_stats(dsub)
     _register_bench(dsub)
     tokenize_cmd.register(dsub)
+    _register_pseudo_label(dsub)
     p.set_defaults(func=lambda args: _usage(p))
 
 
@@ -94,6 +95,62 @@ def _register_bench(dsub: argparse._SubParsersAction[Any]) -> None:
     s.set_defaults(func=run_bench)
 
 
+def _register_pseudo_label(dsub: argparse._SubParsersAction[Any]) -> None:
+    s = dsub.add_parser(
+        "pseudo-label",
+        help="label unlabeled songs with the teacher (for LM training)",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Separate every audio file under --in with the teacher, find where the "
+        "estimated vocals sing (Silero VAD, with the energy detector's union by default; "
+        "segments within 0.5 s merged, those of 2 s or more kept) and write each kept segment "
+        "as a song folder: OUT/<split>/<song>__<k>/{mixture,vocals,drums,bass,other}.wav "
+        "(float32; the mixture is the source audio), plus OUT/manifest.json marking the stems "
+        "as pseudo-labels. 'stemtok data tokenize' and LM training read OUT like any stem "
+        "set.\n\nExample:\n  stemtok data pseudo-label --in ~/music --out data/pseudo",
+    )
+    s.add_argument("--in", dest="src", type=Path, required=True, metavar="FOLDER",
+                   help="folder of songs (searched recursively)")  # fmt: skip
+    s.add_argument("--out", type=Path, required=True, help="output folder")
+    s.add_argument("--model", default="teacher", metavar="NAME_OR_DIR",
+                   help="separating model (default: the shipped teacher)")  # fmt: skip
+    s.add_argument("--split", default="train", help="split folder to write (default train)")
+    s.add_argument("--vad", choices=("auto", "silero", "energy", "silero+energy"),
+                   default="auto", help="vocal activity detector (default auto)")  # fmt: skip
+    s.add_argument("--min-seconds", type=float, default=2.0,
+                   help="shortest vocal segment kept (default 2)")  # fmt: skip
+    s.add_argument("--merge-gap", type=float, default=0.5,
+                   help="segments this close are merged first (default 0.5 s)")  # fmt: skip
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    s.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    s.add_argument("--overwrite", action="store_true", help="replace an earlier run in OUT")
+    s.add_argument("--quiet", action="store_true", help="no progress bar")
+    s.set_defaults(func=run_pseudo_label)
+
+
+def run_pseudo_label(args: argparse.Namespace) -> int:
+    from engine.data.pseudo_label import PseudoLabelConfig, pseudo_label
+
+    cfg = PseudoLabelConfig(split=args.split, vad_method=args.vad, merge_gap_s=args.merge_gap,
+                            min_segment_s=args.min_seconds, overwrite=args.overwrite)  # fmt: skip
+    failed: list[str] = []
+
+    def on_error(path: Path, message: str) -> None:
+        failed.append(str(path))
+        print(f"stemtok: error: {message}", file=sys.stderr)
+
+    bar = _Bar(disable=args.quiet, desc="labelling")
+    try:
+        manifest = pseudo_label(args.src, args.out, cfg=cfg, model=args.model, device=args.device,
+                                threads=args.threads, progress=bar.update, on_error=on_error)  # fmt: skip
+    finally:
+        bar.close()
+    kept = sum(1 for s in manifest["sources"] if s.get("songs"))
+    print(f"{args.out}: {len(manifest['songs'])} segments, "
+          f"{manifest['total_seconds'] / 60:.1f} min, from {kept} of "
+          f"{len(manifest['sources'])} files")  # fmt: skip
+    return 1 if failed else 0
+
+
 def run_bench(args: argparse.Namespace) -> int:
     from engine.data.bench import bench_synth
     from engine.data.factory import SynthConfig
@@ -138,9 +195,10 @@ def run_synth(args: argparse.Namespace) -> int:
 class _Bar:
     """A tqdm bar in seconds of audio, made lazily on the first update."""
 
-    def __init__(self, disable: bool) -> None:
+    def __init__(self, disable: bool, desc: str = "rendering") -> None:
         self.disable = disable or not sys.stderr.isatty()
         self.bar: Any = None
+        self.desc = desc
 
     def update(self, done: float, total: float) -> None:
         if self.disable:
@@ -151,7 +209,7 @@ class _Bar:
             self.bar = tqdm(
                 total=round(total),
                 unit="s",
-                desc="rendering",
+                desc=self.desc,
                 file=sys.stderr,
                 bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}]",
             )

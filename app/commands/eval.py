@@ -18,7 +18,8 @@ log-mel distances, plus speed (real-time factor) and peak memory per system.
 
 Systems: mixture (every stem = the mixture; the floor), oracle (ideal ratio masks from the
 true stems; an upper bound), dsp (classical signal processing). default is our shipped
-model (onnxruntime, aligned mode); teacher is not available yet. Estimates made elsewhere: --estimates NAME=DIR, with
+generative model (onnxruntime, aligned mode); teacher is our discriminative band-split
+RoFormer (resources/models/teacher). Estimates made elsewhere: --estimates NAME=DIR, with
 DIR/<song>/<stem>.wav.
 
 Writes OUT/results.json (every number), OUT/report.md and OUT/report.html (tables, figures,
@@ -43,7 +44,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--systems",
         default="mixture,oracle,dsp",
         metavar="LIST",
-        help="comma-separated: mixture, oracle, dsp (default: all three); "
+        help="comma-separated: mixture, oracle, dsp (default: these three), default, teacher; "
         "'none' for estimates only",
     )
     p.add_argument(

@@ -9,9 +9,10 @@ from typing import Any
 from engine.errors import StemtokError
 
 EXAMPLES = """\
-Example (the shipped default model):
+Examples (the shipped default model; the shipped teacher):
   stemtok export --lm runs/lm-small/lm.pt --codec resources/models/codec-small \\
       --out resources/models/default --overwrite
+  stemtok export --teacher runs/teacher-small --out resources/models/teacher --overwrite
 """
 
 
@@ -22,12 +23,28 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Write encoder.onnx, lm.onnx (one graph for prefill and decode steps, with "
         "a fixed KV buffer written in place), the codec's generative and aligned decoders, "
         "embed.npy and model_config.json into OUT, after checking that onnxruntime and torch "
-        "agree (greedy tokens identical, logits and decoded audio within tolerance).",
+        "agree (greedy tokens identical, logits and decoded audio within tolerance). With "
+        "--teacher, write teacher.onnx (mixture STFT -> four complex masks) and its "
+        "model_config.json instead, checked the same way (masks and separated audio).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--lm", type=Path, required=True, help="LM weights (lm.pt or a checkpoint)")
-    p.add_argument("--codec", type=Path, required=True, help="codec folder (codec.pt + config)")
+    p.add_argument("--lm", type=Path, help="LM weights (lm.pt or a checkpoint)")
+    p.add_argument("--codec", type=Path, help="codec folder (codec.pt + config)")
+    p.add_argument(
+        "--teacher",
+        type=Path,
+        metavar="RUN",
+        help="export the teacher instead: a run folder (teacher.pt or its latest checkpoint), "
+        "a checkpoint or a teacher.pt file",
+    )
+    p.add_argument(
+        "--optimize",
+        type=Path,
+        metavar="FOLDER",
+        help="upgrade an exported model folder instead: fuse its LM graph and add the float16 "
+        "LM for CUDA (lm_fp16.onnx), both checked against its float32 graph",
+    )
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument(
         "--kv",
@@ -51,11 +68,22 @@ def run(args: argparse.Namespace) -> int:
         import torch
     except ModuleNotFoundError as exc:
         raise StemtokError("export needs torch and onnx: pip install 'stemtok[train]'") from exc
+    torch.set_num_threads(max(1, args.threads))
+    if args.teacher is not None:
+        return _run_teacher(args)
+    if args.optimize is not None:
+        from export.model import optimize_model
+
+        optimize_model(args.optimize, args.out, overwrite=args.overwrite,
+                       parity_audio=args.parity_audio)  # fmt: skip
+        print(args.out)
+        return 0
+    if args.lm is None or args.codec is None:
+        raise StemtokError("give --lm and --codec (or --teacher RUN)")
     from export.model import export_model
 
     if not args.lm.is_file():
         raise StemtokError(f"{args.lm}: no such LM file")
-    torch.set_num_threads(max(1, args.threads))
     export_model(
         args.lm,
         args.codec,
@@ -64,5 +92,15 @@ def run(args: argparse.Namespace) -> int:
         kv=args.kv,
         parity_audio=args.parity_audio,
     )
+    print(args.out)
+    return 0
+
+
+def _run_teacher(args: argparse.Namespace) -> int:
+    from export.teacher import export_teacher
+
+    if args.lm is not None or args.codec is not None:
+        raise StemtokError("--teacher exports the teacher alone: leave out --lm and --codec")
+    export_teacher(args.teacher, args.out, overwrite=args.overwrite, parity_audio=args.parity_audio)
     print(args.out)
     return 0

@@ -27,7 +27,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser(
         "separate",
         help="split songs into vocals, drums, bass and other",
-        description="Split songs into stems with the default model (or --model DIR). 'aligned' "
+        description="Split songs into stems with the default model (or --model teacher|DIR). "
+        "'aligned' "
         "mode (default) keeps the input's rate, length and channels sample for sample, and the "
         "stems add up to the input; 'generative' mode writes what the codec decodes from the "
         "tokens alone (mono, copied to every channel), as in the paper.",
@@ -65,7 +66,12 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
         help="auto (default) uses CUDA when it works here, else the CPU",
     )
     p.add_argument("--seed", type=int, help="sample (top-k 50) with this seed instead of greedy")
-    p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
+    p.add_argument(
+        "--model",
+        metavar="NAME_OR_DIR",
+        help="default (the shipped generative model), teacher (the shipped discriminative "
+        "teacher: fast, aligned only) or a model folder made by 'stemtok export'",
+    )
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -145,9 +151,9 @@ def iter_jobs(
 
 
 def load_separator(args: argparse.Namespace) -> Any:
-    from engine.runtime.separator import Separator
+    from engine.runtime.factory import open_separator
 
-    return Separator(args.model, device=args.device, threads=args.threads)
+    return open_separator(args.model, device=args.device, threads=args.threads)
 
 
 def run(args: argparse.Namespace) -> int:

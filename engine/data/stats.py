@@ -24,7 +24,9 @@ def summarise(root: Path) -> dict[str, Any]:
         raise StemtokError(f"{root}: no such folder")
     manifest = root / "manifest.json"
     if manifest.is_file():
-        return _from_manifest(json.loads(manifest.read_text()))
+        m = json.loads(manifest.read_text())
+        if m.get("kind") != "pseudo-labels":  # those list sources, not rendered parts
+            return _from_manifest(m)
     return _from_files(root)
 
 

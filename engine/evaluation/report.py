@@ -257,7 +257,7 @@ def _intro(result: dict[str, Any], excerpt: Excerpt | None) -> list[str]:
         f"{v['stemtok']}, visqol-python {v['visqol-python']}, speechmos {v['speechmos']}, "
         f"numpy {v['numpy']}.",
         "Types: F floor (mixture as every stem), O oracle (uses the true stems), B classical "
-        "baseline, E external estimates.",
+        "baseline, G our generative model, D our discriminative teacher, E external estimates.",
     ]
     if excerpt:
         lines.append(

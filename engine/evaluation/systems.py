@@ -19,14 +19,14 @@ import numpy as np
 from engine.audio import read_audio, resample
 from engine.constants import STEMS
 from engine.data.musdb import Track, find_sources
-from engine.errors import NotReadyError, StemtokError
+from engine.errors import StemtokError
 from engine.evaluation.baselines import DspSeparator, MixtureBaseline, OracleMask, Separator
 
 
-class DefaultModel:
-    """Our shipped model on the onnxruntime engine, aligned mode (loaded on first use)."""
+class _Shipped:
+    """One of our shipped model folders on onnxruntime, aligned mode (loaded on first use)."""
 
-    name = "default"
+    name = ""
     needs_references = False
 
     def __init__(self) -> None:
@@ -36,11 +36,23 @@ class DefaultModel:
         self, mixture: np.ndarray, rate: int, references: Mapping[str, np.ndarray] | None = None
     ) -> dict[str, np.ndarray]:
         if self._separator is None:
-            from engine.runtime.separator import Separator
+            from engine.runtime.factory import open_separator
 
-            self._separator = Separator()
+            self._separator = open_separator(self.name)
         stems = self._separator.separate(mixture, rate, mode="aligned")
         return {name: np.asarray(stems[name]) for name in STEMS}
+
+
+class DefaultModel(_Shipped):
+    """Our generative default model (``resources/models/default``)."""
+
+    name = "default"
+
+
+class TeacherModel(_Shipped):
+    """Our discriminative teacher, a band-split RoFormer (``resources/models/teacher``)."""
+
+    name = "teacher"
 
 
 #: Built-in system name -> (factory, one-letter type shown in the tables, description).
@@ -49,10 +61,7 @@ BUILTIN: dict[str, tuple[type, str, str]] = {
     "oracle": (OracleMask, "O", "oracle ideal ratio masks from the true stems (upper bound)"),
     "dsp": (DspSeparator, "B", "classical DSP: HPSS drums, low-pass bass, centre vocals"),
     "default": (DefaultModel, "G", "our default model (onnxruntime, aligned decoding)"),
-}
-#: Model names that exist in the design but not yet in the code.
-PENDING: dict[str, str] = {
-    "teacher": "the discriminative teacher is not available yet (issue #8)",
+    "teacher": (TeacherModel, "D", "our discriminative teacher (band-split RoFormer, onnxruntime)"),
 }
 DEFAULT_SYSTEMS: tuple[str, ...] = ("mixture", "oracle", "dsp")
 
@@ -65,7 +74,7 @@ class SystemSpec:
 
     name: str
     kind: Kind
-    type: str  # F floor, O oracle, B baseline, E external (G/D for our models later)
+    type: str  # F floor, O oracle, B baseline, E external, G generative (ours), D teacher (ours)
     description: str
     path: Path | None = None
 
@@ -79,15 +88,14 @@ class SystemSpec:
 
 def builtin(name: str) -> SystemSpec:
     """The spec of a built-in system; a clear error for unknown or not-yet-available names."""
-    if name in PENDING:
-        raise NotReadyError(f"system '{name}': {PENDING[name]}")
     if name not in BUILTIN:
-        known = ", ".join([*BUILTIN, *PENDING])
+        known = ", ".join(BUILTIN)
         raise StemtokError(f"unknown system '{name}' (known: {known}; or use --estimates DIR)")
-    if name == "default":  # fail before any work starts when the model is not here
-        from engine.runtime.model import default_model_dir, read_config
+    if name in ("default", "teacher"):  # fail before any work starts when the model is not here
+        from engine.runtime.factory import model_dir
+        from engine.runtime.model import read_config
 
-        read_config(default_model_dir(), verify=False)
+        read_config(model_dir(name), verify=False)
     _, kind, description = BUILTIN[name]
     return SystemSpec(name, "builtin", kind, description)
 
@@ -100,7 +108,7 @@ def external(text: str) -> SystemSpec:
         name = path.resolve().name
     if not path.is_dir():
         raise StemtokError(f"--estimates {text}: {path} is not a folder")
-    if not name or name in BUILTIN or name in PENDING:
+    if not name or name in BUILTIN:
         raise StemtokError(f"--estimates {text}: pick another name (NAME=DIR), '{name}' is taken")
     return SystemSpec(name, "estimates", "E", f"estimates from {path}", path)
 

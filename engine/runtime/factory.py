@@ -1,0 +1,75 @@
+"""Open the right separator for a model folder or name.
+
+``open_separator(model)`` reads the folder's ``model_config.json`` and returns a
+:class:`~engine.runtime.separator.Separator` (the generative token model: no ``kind``, or
+``"kind": "lm"``) or a :class:`~engine.runtime.teacher.TeacherSeparator` (``"kind": "teacher"``).
+Both offer ``separate(audio | path, rate, *, stems, mode, seed, progress, cancel) -> Stems`` and
+``stream(source, ...)``.
+
+Model names (``--model NAME``): ``default`` is the shipped generative model (``$STEMTOK_MODEL``
+or ``resources/models/default``, see :func:`engine.runtime.model.default_model_dir`); any other
+bare name is ``resources/models/NAME`` beside the installed package or under the current folder
+(``teacher`` is the shipped teacher). An existing folder is taken as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Union
+
+import engine
+from engine.errors import StemtokError
+from engine.runtime.model import CONFIG_FILE, DEFAULT_NAME, default_model_dir, read_config
+from engine.runtime.separator import Separator
+from engine.runtime.teacher import KIND as TEACHER_KIND
+from engine.runtime.teacher import TeacherSeparator
+
+AnySeparator = Union[Separator, TeacherSeparator]  # noqa: UP007 (a runtime alias)
+_LM_KINDS = (None, "lm", "generative")
+
+
+def _candidates(name: str) -> list[Path]:
+    rel = Path("resources") / "models" / name
+    return [Path(engine.__file__).resolve().parents[1] / rel, Path.cwd() / rel]
+
+
+def model_dir(model: str | os.PathLike[str] | None = None) -> Path:
+    """The folder ``model`` stands for: ``None``/``"default"``, a bare name, or a path."""
+    if model is None or os.fspath(model) == DEFAULT_NAME:
+        return default_model_dir()
+    path = Path(model)
+    if path.is_dir():
+        return path
+    text = os.fspath(model)
+    if "/" in text or os.sep in text or text.startswith("."):
+        raise StemtokError(f"{path}: no such model folder")
+    for folder in _candidates(text):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    where = " and ".join(str(c) for c in _candidates(text))
+    raise StemtokError(f"no model named '{text}' (looked in {where}); give a folder made by "
+                       "'stemtok export'")  # fmt: skip
+
+
+def model_kind(folder: str | os.PathLike[str]) -> str:
+    """``"lm"`` or ``"teacher"``, from the folder's ``model_config.json``."""
+    kind = read_config(Path(folder), verify=False).get("kind")
+    if kind in _LM_KINDS:
+        return "lm"
+    if kind == TEACHER_KIND:
+        return TEACHER_KIND
+    raise StemtokError(f"{folder}: unknown model kind {kind!r} (lm or teacher); is this "
+                       "stemtok version too old for it?")  # fmt: skip
+
+
+def open_separator(
+    model: str | os.PathLike[str] | None = None, device: str = "auto",
+    threads: int | None = None, **kwargs: Any,
+) -> AnySeparator:  # fmt: skip
+    """The separator for ``model`` (a name or folder; ``None`` is the default model) on
+    ``device``; ``kwargs`` (``batch``, ``segment_seconds``) go to its constructor."""
+    folder = model_dir(model)
+    if model_kind(folder) == TEACHER_KIND:
+        return TeacherSeparator(folder, device=device, threads=threads, **kwargs)
+    return Separator(folder, device=device, threads=threads, **kwargs)

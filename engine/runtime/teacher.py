@@ -1,0 +1,245 @@
+"""The discriminative teacher on onnxruntime: ``TeacherSeparator(model_dir).separate(audio, rate)``.
+
+Same library API as :class:`engine.runtime.separator.Separator` (``separate``, ``stream``,
+:class:`~engine.runtime.separator.Stems`), with one graph and no token decoding::
+
+    song (array or file, read block by block) ─ segments of 48 s overlapping by 2 s
+      per segment [C, n] @ rate ─ resample ─ [C, n48]
+        every channel on its own (the stereo image is kept), in the model folder's windows
+        (3 s overlapping 0.75 s in the shipped teacher), B windows of any channels per call:
+          numpy STFT (n_fft 2048, the model's hop)          [B, F, T] complex
+          teacher.onnx on (re, im)                          [B, 2, F, T] -> masks [B, 4, 2, F, T]
+          stems = complex mask x mixture spectrum           [B, 4, F, T]
+          mixture consistency: the residual mix - sum(stems) goes to each stem in proportion to
+          its power in that bin ("power") or in equal shares ("equal", the unweighted
+          projection), as the model folder says, so the four spectra add up to the mixture's
+          numpy iSTFT                                       [B, 4, W]
+        crossfaded overlap-add ─ back to ``rate`` ─ exact length ─ the residual that resampling
+        leaves, shared equally
+      segments crossfaded; finished blocks yielded (``stream``) or collected (``separate``)
+
+The teacher is deterministic: ``seed`` is accepted for API compatibility and changes nothing,
+and it has only the ``aligned`` mode (its output is always sample-aligned and sums to the input).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+
+from engine import features
+from engine.audio import read_audio, resample
+from engine.constants import MAX_RATE, MIN_RATE, STEMS
+from engine.errors import StemtokError
+from engine.runtime import windows as win
+from engine.runtime.decode import Cancel, Cancelled
+from engine.runtime.model import read_config
+from engine.runtime.segments import SEGMENT_OVERLAP_S, stream_segments
+from engine.runtime.segments import check_audio as _check_audio
+from engine.runtime.separator import Mode, Stems, _check_stems
+from engine.runtime.session import create_session, resolve_device
+from engine.runtime.sources import ArraySource, Source
+
+KIND: Final[str] = "teacher"
+GRAPH_FILE: Final[str] = "teacher.onnx"
+WEIGHTINGS: Final[tuple[str, ...]] = ("power", "equal")  # mixture-consistency residual shares
+FractionProgress = Callable[[float], None]
+_POWER_FLOOR = 1e-10  # where every stem is ~silent the residual is shared equally
+
+
+class TeacherModel:
+    """The graph of a teacher model folder and the sizes its ``model_config.json`` records.
+
+    Parameters
+    ----------
+    folder : folder written by ``stemtok export --teacher`` (``"kind": "teacher"``).
+    device : ``auto`` (CUDA when it works here), ``cpu`` or ``cuda``.
+    threads : intra-op threads (default: all cores).
+    verify : compare every file's sha256 with the one recorded at export.
+    """
+
+    def __init__(
+        self, folder: str | os.PathLike[str], device: str = "auto", threads: int | None = None,
+        verify: bool = True,
+    ) -> None:  # fmt: skip
+        self.folder = Path(folder)
+        self.config: dict[str, Any] = read_config(self.folder, verify)
+        if self.config.get("kind") != KIND:
+            raise StemtokError(f"{self.folder}: not a teacher model (kind "
+                               f"{self.config.get('kind', 'lm')!r})")  # fmt: skip
+        rates, inference = self.config["rates"], self.config["inference"]
+        self.sample_rate: int = int(rates["sample_rate"])
+        self.n_fft: int = int(rates["stft_n_fft"])
+        self.hop: int = int(rates["stft_hop"])
+        self.window: int = int(inference["window_samples"])
+        self.overlap: int = int(inference["overlap_samples"])
+        self.consistency: str = str(inference.get("consistency", "power"))
+        self.stems: tuple[str, ...] = tuple(self.config["stems"])
+        if self.stems != STEMS or self.window % self.hop or self.consistency not in WEIGHTINGS:
+            raise StemtokError(f"{self.folder}: unsupported teacher layout; re-export it")
+        self.device = resolve_device(device)
+        self.session = create_session(self.folder / GRAPH_FILE, self.device, threads)
+
+    def masks(self, ri: np.ndarray) -> np.ndarray:
+        """Mixture STFT (re, im) ``[B, 2, F, T]`` -> complex masks ``[B, 4, 2, F, T]``."""
+        (out,) = self.session.run(None, {"mix_spec": np.ascontiguousarray(ri, np.float32)})
+        masks: np.ndarray = out
+        return masks
+
+    def spectra(self, x: np.ndarray, consistent: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Mono windows ``[B, N]`` (``N`` a multiple of the hop) -> (mixture spectra
+        ``[B, F, T]``, stem spectra ``[B, 4, F, T]``), complex64."""
+        spec = features.stft(x, self.n_fft, self.hop)  # (B, F, T)
+        m = self.masks(np.stack((spec.real, spec.imag), axis=1))  # (B, S, 2, F, T)
+        est = (m[:, :, 0] + np.complex64(1j) * m[:, :, 1]) * spec[:, None]  # (B, S, F, T)
+        if consistent:
+            est = mixture_consistent(est, spec, self.consistency)
+        return spec, est.astype(np.complex64)
+
+    def separate_windows(self, x: np.ndarray, consistent: bool = True) -> np.ndarray:
+        """Mono 48-kHz signals ``[B, N]`` -> stems ``[B, 4, N]`` (padded to the hop inside)."""
+        n = x.shape[-1]
+        padded = np.pad(np.asarray(x, np.float32), ((0, 0), (0, (-n) % self.hop)))
+        _, est = self.spectra(padded, consistent)
+        b, s, f, t = est.shape
+        wave = features.istft(est.reshape(b * s, f, t), padded.shape[-1], self.n_fft, self.hop)
+        return wave.reshape(b, s, -1)[..., :n]
+
+
+def mixture_consistent(est: np.ndarray, spec: np.ndarray, weighting: str = "power") -> np.ndarray:
+    """Stem spectra ``[B, S, F, T]`` corrected so they sum to the mixture ``[B, F, T]``.
+
+    ``"power"``: the residual goes to each stem in proportion to its power in the bin (equally
+    where all are silent); ``"equal"``: each stem gets the same share (the unweighted
+    projection onto consistent estimates).
+    """
+    residual = spec[:, None] - est.sum(axis=1, keepdims=True)
+    if weighting == "equal":
+        shared: np.ndarray = est + residual / est.shape[1]
+        return shared
+    power = np.abs(est) ** 2
+    total = power.sum(axis=1, keepdims=True)
+    share = (power + _POWER_FLOOR / est.shape[1]) / (total + _POWER_FLOOR)
+    out: np.ndarray = est + share * residual
+    return out
+
+
+class TeacherSeparator:
+    """Four-stem separation with an exported teacher folder on onnxruntime.
+
+    Parameters
+    ----------
+    model_dir : teacher folder (default: ``resources/models/teacher``, see
+        :func:`engine.runtime.factory.model_dir`).
+    device : ``auto`` (CUDA when it works here), ``cpu`` or ``cuda``.
+    threads : intra-op threads (default: all cores).
+    batch : windows per graph call (bounds memory: the time attention of a 6-s window costs
+        about 35 MB in the small model, a 3-s window a quarter of that).
+    segment_seconds : crossfaded segments of this length bound the working memory.
+    """
+
+    kind: Final[str] = KIND
+
+    def __init__(
+        self, model_dir: str | os.PathLike[str] | None = None, device: str = "auto",
+        threads: int | None = None, batch: int = 4, segment_seconds: float = 48.0,
+    ) -> None:  # fmt: skip
+        if model_dir is None:
+            from engine.runtime.factory import model_dir as find
+
+            model_dir = find(KIND)
+        self.model = TeacherModel(model_dir, device, threads)
+        self.batch = max(1, batch)
+        self.segment_seconds = max(segment_seconds, 4 * SEGMENT_OVERLAP_S)
+
+    @property
+    def rate(self) -> int:
+        return self.model.sample_rate
+
+    def separate(
+        self, audio: np.ndarray | str | os.PathLike[str], rate: int | None = None, *,
+        stems: Sequence[str] = STEMS, mode: Mode = "aligned", seed: int | None = None,
+        progress: FractionProgress | None = None, cancel: Cancel | None = None,
+        confidence: bool = False,
+    ) -> Stems:  # fmt: skip
+        """Split ``audio`` ``[C, N]`` at ``rate`` (or a file path) into ``stems`` in memory.
+
+        ``seed`` changes nothing (the teacher is deterministic); ``progress(fraction)`` reports
+        the share done; ``cancel() -> True`` stops with :class:`Cancelled`. ``confidence`` is
+        accepted like the generative separator's, but the teacher has no token entropy: the
+        result carries no confidence curves.
+        """
+        del confidence
+        chosen = _check_stems(stems)
+        if isinstance(audio, (str, os.PathLike)):
+            audio, rate = read_audio(Path(audio))
+        if rate is None:
+            raise StemtokError("give the sample rate of the audio")
+        a = _check_audio(audio, int(rate))
+        out = np.empty((len(chosen), *a.shape), np.float32)
+        pos = 0
+        for block in self.stream(ArraySource(a, int(rate)), stems=chosen, mode=mode, seed=seed,
+                                 progress=progress, cancel=cancel):  # fmt: skip
+            out[:, :, pos : pos + block.shape[-1]] = block
+            pos += block.shape[-1]
+        return Stems({name: out[i] for i, name in enumerate(chosen)}, int(rate))
+
+    def stream(
+        self, source: Source, *, stems: Sequence[str] = STEMS, mode: Mode = "aligned",
+        seed: int | None = None, progress: FractionProgress | None = None,
+        cancel: Cancel | None = None, on_entropy: Callable[..., None] | None = None,
+    ) -> Iterator[np.ndarray]:  # fmt: skip
+        """Separate ``source`` segment by segment, yielding finished blocks ``[S, C, n]`` (the
+        chosen stems in :data:`STEMS` order) that together cover the song in order.
+        ``on_entropy`` is never called (no tokens)."""
+        if mode != "aligned":
+            raise StemtokError(f"the teacher has no {mode!r} mode: it is a discriminative "
+                               "separator (use --mode aligned)")  # fmt: skip
+        del seed, on_entropy  # deterministic; no tokens
+        chosen = _check_stems(stems)
+        keep = [STEMS.index(n) for n in chosen]
+        if not MIN_RATE <= source.rate <= MAX_RATE:
+            raise StemtokError(f"sample rate {source.rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")
+        if source.length < 1:
+            raise StemtokError("the audio is empty")
+
+        def one(piece: np.ndarray, part: FractionProgress, start: int) -> np.ndarray:
+            return self._segment(piece, source.rate, part, cancel)[keep]
+
+        yield from stream_segments(source, one, len(chosen), self.segment_seconds, progress)
+
+    def _segment(
+        self, piece: np.ndarray, rate: int, progress: FractionProgress, cancel: Cancel | None
+    ) -> np.ndarray:
+        """One segment ``[C, n]`` at ``rate`` -> all four stems ``[4, C, n]`` at ``rate``."""
+        x = resample(piece, rate, self.rate)  # (C, N48)
+        stems48 = self._run(x, progress, cancel)  # (4, C, N48)
+        c, n = piece.shape
+        out = np.zeros((len(STEMS), c, n), np.float32)
+        for i in range(len(STEMS)):
+            y = resample(stems48[i], self.rate, rate)[:, :n]
+            out[i, :, : y.shape[1]] = y
+        out += (piece - out.sum(axis=0)) / len(STEMS)  # what resampling left
+        return out
+
+    def _run(self, x: np.ndarray, progress: FractionProgress, cancel: Cancel | None) -> np.ndarray:
+        """48-kHz ``[C, N]`` -> stems ``[4, C, N]``: windows of every channel, batched."""
+        m = self.model
+        c, n = x.shape
+        p = win.plan(n, m.window, m.overlap)
+        olas = [win.OverlapAdd(p, (len(STEMS),), m.overlap) for _ in range(c)]
+        jobs = [(ch, k) for ch in range(c) for k in range(p.n_windows)]
+        for first in range(0, len(jobs), self.batch):
+            if cancel is not None and cancel():
+                raise Cancelled("separation cancelled")
+            batch = jobs[first : first + self.batch]
+            windows = np.stack([win.cut(x[ch], p, k, 1)[0] for ch, k in batch])  # (B, W)
+            out = m.separate_windows(windows)  # (B, 4, W)
+            for (ch, k), y in zip(batch, out, strict=True):
+                olas[ch].add(k, y)
+            progress((first + len(batch)) / len(jobs))
+        return np.stack([o.result() for o in olas], axis=1)

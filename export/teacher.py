@@ -1,0 +1,290 @@
+"""``stemtok export --teacher RUN``: a trained teacher -> a checked ONNX model folder.
+
+Folder layout (what :mod:`engine.runtime.teacher` reads)::
+
+    teacher.onnx        mixture STFT (re, im) "mix_spec" [B, 2, F, T] -> complex masks
+                        "masks" [B, 4, 2, F, T]; float32, opset 17, B and T dynamic
+    model_config.json   "kind": "teacher", schema, the teacher's sizes, STFT and rate, the
+                        inference window, sha256 of every file, the parity figures measured at
+                        export, and where the weights came from
+
+Parity (recorded under ``parity``, checked before the folder is moved into place), on windows
+of real audio (``--parity-audio``) or seeded noise:
+
+- ``masks_max_abs``: onnxruntime masks vs the torch model on the same (re, im) input;
+- ``stems_snr_db`` (worst stem) and ``stems_max_abs``: the runtime path (numpy STFT, graph,
+  numpy iSTFT, no mixture consistency) vs torch's ``separate_batch`` (torch STFT and iSTFT).
+
+We use the TorchScript-based exporter (``dynamo=False``) like the other graphs.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from engine.constants import MODEL_RATE, STEMS
+from engine.errors import StemtokError
+from engine.models.roformer import (
+    CONFIG_FILE,
+    BandSplitRoformer,
+    TeacherConfig,
+    count_parameters,
+    load_teacher,
+)
+from engine.runtime.teacher import GRAPH_FILE, KIND, WEIGHTINGS, TeacherModel
+from engine.training.teacher import separate_batch
+from export.onnx_export import OPSET, SCHEMA, sha256, write_config
+
+Echo = Callable[[str], None]
+#: Inference window, overlap and residual sharing, chosen on the validation split (3-s windows,
+#: the training crop length, and equal shares: see docs/teacher-report.md).
+WINDOW_S = 3.0
+OVERLAP_S = 0.75
+CONSISTENCY = "equal"
+MASK_TOL = 1e-3
+STEM_ABS_TOL = 1e-3
+SNR_MIN_DB = 60.0
+
+
+def _stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- loading
+def load_source(path: Path) -> tuple[BandSplitRoformer, dict[str, Any]]:
+    """A teacher from a run folder, a folder with ``teacher.pt``, a checkpoint file or a
+    ``teacher.pt`` file (with ``teacher_config.json`` beside it); plus where it came from."""
+    if path.is_dir():
+        return load_teacher(path), _folder_info(path)
+    if not path.is_file():
+        raise StemtokError(f"{path}: no such teacher run, folder or checkpoint")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise StemtokError(f"{path}: cannot read the teacher weights ({exc})") from None
+    if isinstance(state, dict) and "model" in state and "teacher_config" in state:
+        cfg, weights = TeacherConfig(**state["teacher_config"]), state["model"]
+    elif isinstance(state, dict) and (path.parent / CONFIG_FILE).is_file():
+        cfg, weights, state = TeacherConfig.load(path.parent), state, None
+    else:
+        raise StemtokError(f"{path}: not a teacher checkpoint (and no {CONFIG_FILE} beside it)")
+    model = BandSplitRoformer(cfg)
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as exc:
+        raise StemtokError(f"{path}: weights do not fit the teacher config ({exc})") from None
+    return model.eval(), _source_info(path, state)
+
+
+def _folder_info(folder: Path) -> dict[str, Any]:
+    """Source facts of a folder: the weights file's sha256, steps and minutes of its run."""
+    from engine.models.roformer import WEIGHTS_FILE
+    from engine.training.common import latest_checkpoint
+
+    info: dict[str, Any] = {"path": str(folder)}
+    ckpt = latest_checkpoint(folder)
+    weights = folder / WEIGHTS_FILE if (folder / WEIGHTS_FILE).is_file() else ckpt
+    if weights is not None:
+        info["sha256"] = sha256(weights)
+        info["weights"] = weights.name
+    if ckpt is not None:
+        state = torch.load(ckpt, map_location="cpu", weights_only=False)
+        info["checkpoint"] = ckpt.name
+        info["step"] = int(state["step"])
+        info["training_minutes"] = round(float(state.get("elapsed_s", 0.0)) / 60, 2)
+    return info
+
+
+def _source_info(path: Path, state: dict[str, Any] | None) -> dict[str, Any]:
+    info: dict[str, Any] = {"path": str(path)}
+    if path.is_file():
+        info["sha256"] = sha256(path)
+    if state is not None and "step" in state:
+        info["step"] = int(state["step"])
+        info["training_minutes"] = round(float(state.get("elapsed_s", 0.0)) / 60, 2)
+    return info
+
+
+# --------------------------------------------------------------------------- graph
+def export_graph(model: BandSplitRoformer, path: Path) -> None:
+    """Write ``teacher.onnx`` (batch and frames dynamic)."""
+    cfg = model.cfg
+    ri = torch.randn(2, 2, cfg.n_bins, 23)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            model, (ri,), buf,  # type: ignore[arg-type]  # a file object is accepted too
+            input_names=["mix_spec"], output_names=["masks"],
+            dynamic_axes={"mix_spec": {0: "B", 3: "T"}, "masks": {0: "B", 4: "T"}},
+            opset_version=OPSET, dynamo=False, do_constant_folding=True,
+        )  # fmt: skip
+    path.write_bytes(buf.getvalue())
+
+
+def model_config(
+    model: BandSplitRoformer, folder: Path, window_s: float, overlap_s: float, name: str,
+    consistency: str = "power",
+) -> dict[str, Any]:  # fmt: skip
+    """The ``model_config.json`` content (without parity figures and source) for the graph in
+    ``folder``, for a model folder called ``name``."""
+    cfg = model.cfg
+    window = round(window_s * MODEL_RATE / cfg.hop) * cfg.hop
+    return {
+        "schema": SCHEMA,
+        "kind": KIND,
+        "name": name,
+        "stems": list(STEMS),
+        "teacher": asdict(cfg),
+        "sizes": {
+            "n_bins": cfg.n_bins,
+            "n_bands": cfg.n_bands,
+            "dim": cfg.dim,
+            "depth": cfg.depth,
+            "heads": cfg.heads,
+            "n_stems": cfg.n_stems,
+            "parameters": count_parameters(model),
+        },
+        "rates": {"sample_rate": MODEL_RATE, "stft_n_fft": cfg.n_fft, "stft_hop": cfg.hop},
+        "inference": {
+            "window_samples": window,
+            "overlap_samples": round(overlap_s * MODEL_RATE),
+            "consistency": consistency,
+            "channels": "each channel separated on its own",
+        },
+        "graph": {
+            "file": GRAPH_FILE,
+            "opset": OPSET,
+            "dtype": "float32",
+            "inputs": {"mix_spec": ["B", 2, cfg.n_bins, "T"]},
+            "outputs": {"masks": ["B", cfg.n_stems, 2, cfg.n_bins, "T"]},
+        },
+        "files": {GRAPH_FILE: sha256(folder / GRAPH_FILE)},
+    }
+
+
+# --------------------------------------------------------------------------- parity
+def parity_windows(audio: np.ndarray | None, window: int, n: int = 3) -> np.ndarray:
+    """``n`` mono windows ``[n, window]`` spread over 48-kHz ``audio`` ``[N]``, or seeded noise."""
+    if audio is None or audio.shape[-1] < window:
+        rng = np.random.default_rng(0)
+        return (0.1 * rng.standard_normal((n, window))).astype(np.float32)
+    starts = np.linspace(0, audio.shape[-1] - window, n).astype(int)
+    return np.stack([audio[s : s + window] for s in starts]).astype(np.float32)
+
+
+def torch_reference(model: BandSplitRoformer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(masks ``[B, 4, 2, F, T]``, stems ``[B, 4, N]``) of torch on windows ``[B, N]``."""
+    from engine.models import codec_dsp
+
+    cfg = model.cfg
+    with torch.no_grad():
+        mix = torch.from_numpy(x)
+        spec = codec_dsp.stft(mix, cfg.n_fft, cfg.hop)
+        masks = model(torch.stack((spec.real, spec.imag), dim=1))
+        wave, _ = separate_batch(model, mix)
+    return masks.numpy(), wave.numpy()
+
+
+def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
+    err = float(np.sum((ref.astype(np.float64) - est) ** 2)) + 1e-20
+    return float(10 * np.log10((float(np.sum(ref.astype(np.float64) ** 2)) + 1e-20) / err))
+
+
+def check(model: BandSplitRoformer, folder: Path, x: np.ndarray) -> dict[str, Any]:
+    """Run the exported folder on windows ``[B, N]`` against torch; returns the figures."""
+    ref_masks, ref_stems = torch_reference(model, x)
+    rt = TeacherModel(folder, "cpu", threads=None, verify=False)
+    spec = rt.spectra(x, consistent=False)[0]
+    masks = rt.masks(np.stack((spec.real, spec.imag), axis=1))
+    stems = rt.separate_windows(x, consistent=False)
+    return {
+        "windows": int(x.shape[0]),
+        "window_seconds": round(x.shape[1] / MODEL_RATE, 3),
+        "masks_max_abs": float(np.abs(masks - ref_masks).max()),
+        "stems_max_abs": float(np.abs(stems - ref_stems).max()),
+        "stems_snr_db": {
+            s: _stem_snr(ref_stems[:, i], stems[:, i], x) for i, s in enumerate(STEMS)
+        },
+    }
+
+
+def _stem_snr(ref: np.ndarray, est: np.ndarray, mix: np.ndarray) -> float | None:
+    """SNR in dB of one stem, or ``None`` when torch's stem is silent (nothing to compare to:
+    then ``stems_max_abs`` alone checks it)."""
+    if float(np.sum(ref.astype(np.float64) ** 2)) <= 1e-10 * float(np.sum(mix**2)):
+        return None
+    return round(_snr_db(ref, est), 2)
+
+
+def verify(figures: dict[str, Any]) -> None:
+    """Raise when a figure is outside its tolerance."""
+    snrs = [v for v in figures["stems_snr_db"].values() if v is not None]
+    worst = min(snrs) if snrs else float("inf")
+    bad = (figures["masks_max_abs"] > MASK_TOL or figures["stems_max_abs"] > STEM_ABS_TOL
+           or worst < SNR_MIN_DB)  # fmt: skip
+    if bad:
+        raise StemtokError(f"teacher parity check failed: masks differ by "
+                           f"{figures['masks_max_abs']:.3g} (tolerance {MASK_TOL}), stems by "
+                           f"{figures['stems_max_abs']:.3g} ({STEM_ABS_TOL}), worst stem SNR "
+                           f"{worst:.1f} dB (needs {SNR_MIN_DB})")  # fmt: skip
+
+
+def _mono_48k(path: Path | None) -> np.ndarray | None:
+    if path is None or not path.is_file():
+        return None
+    from engine.audio import read_audio, resample
+
+    audio, rate = read_audio(path)
+    return resample(audio.mean(axis=0, keepdims=True), rate, MODEL_RATE)[0]
+
+
+# --------------------------------------------------------------------------- the command
+def export_teacher(
+    source: Path, out: Path, *, overwrite: bool = False, parity_audio: Path | None = None,
+    window_s: float = WINDOW_S, overlap_s: float = OVERLAP_S, consistency: str = CONSISTENCY,
+    echo: Echo = _stderr,
+) -> dict[str, Any]:  # fmt: skip
+    """Export, check parity, and move the folder to ``out``; returns ``model_config.json``."""
+    if out.exists() and not overwrite:
+        raise StemtokError(f"{out}: already exists (pass --overwrite to replace it)")
+    if not 0 <= overlap_s < window_s:
+        raise StemtokError("the inference overlap must lie in [0, window)")
+    if consistency not in WEIGHTINGS:
+        raise StemtokError(f"unknown mixture consistency {consistency!r} ({', '.join(WEIGHTINGS)})")
+    model, info = load_source(source)
+    tmp = out.parent / f".{out.name}.export"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        t0 = time.perf_counter()
+        export_graph(model, tmp / GRAPH_FILE)
+        config = model_config(model, tmp, window_s, overlap_s, out.name, consistency)
+        write_config(tmp, config)
+        echo(f"exported {GRAPH_FILE} in {time.perf_counter() - t0:.1f} s; checking parity")
+        x = parity_windows(_mono_48k(parity_audio), config["inference"]["window_samples"])
+        figures = check(model, tmp, x)
+        echo(f"parity: masks max abs {figures['masks_max_abs']:.3g}, stems max abs "
+             f"{figures['stems_max_abs']:.3g}, SNR dB {figures['stems_snr_db']}")  # fmt: skip
+        verify(figures)
+        config["parity"] = figures
+        config["source"] = info
+        write_config(tmp, config)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    echo(f"{out}: {(out / GRAPH_FILE).stat().st_size / 1e6:.1f} MB")
+    return config
