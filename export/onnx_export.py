@@ -12,7 +12,6 @@ We use the TorchScript-based exporter (``dynamo=False``): the dynamo exporter ne
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import warnings
@@ -25,6 +24,7 @@ import torch
 
 from engine.models.codec import Codec
 from engine.models.lm import SeparationLM
+from engine.runtime.model import sha256
 from export.graphs import AlignedGraph, DecoderGraph, EncoderGraph, GenerativeGraph
 
 OPSET = 17
@@ -89,14 +89,6 @@ def export_codec(codec: Codec, folder: Path, n_frames: int) -> None:
     _export(AlignedGraph(codec), (codes, logmag), folder / "codec_aligned.onnx",
             ["codes", "mix_logmag"], ["mask"],
             {"codes": {0: "B"}, "mix_logmag": {0: "B"}, "mask": {0: "B"}})  # fmt: skip
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def model_config(lm: SeparationLM, codec: Codec, folder: Path, static: bool) -> dict[str, Any]:

@@ -20,7 +20,6 @@ file, so an interrupted run says what it finished.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -38,6 +37,7 @@ from engine.constants import STEMS
 from engine.data import vad
 from engine.data.musdb import write_track
 from engine.errors import StemtokError
+from engine.runtime.model import sha256
 
 MANIFEST: Final[str] = "manifest.json"
 KIND: Final[str] = "pseudo-labels"
@@ -107,14 +107,6 @@ def song_names(files: Sequence[Path]) -> list[str]:
     return names
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 # --------------------------------------------------------------------------- output
 def prepare_output(out: Path, overwrite: bool) -> None:
     """Refuse a non-empty ``out`` unless ``overwrite``; then remove what an earlier run's
@@ -171,7 +163,7 @@ def label_song(
     segments = vad.finalize(found, cfg.vad_config)  # the rules hold for any segmenter
     duration = audio.shape[1] / rate
     source = {
-        "file": str(path), "sha256": _sha256(path), "duration": round(duration, 3),
+        "file": str(path), "sha256": sha256(path), "duration": round(duration, 3),
         "rate": rate, "channels": int(audio.shape[0]), "vad_method": method,
         "vocal_ratio": round(vad.vad_ratio(segments, duration), 4),
         "segments": [[round(a, 3), round(b, 3)] for a, b in segments], "songs": [],
@@ -205,7 +197,7 @@ def model_facts(separator: Any) -> dict[str, Any]:
     return {
         "folder": str(model.folder), "kind": config.get("kind", "lm"), "name": config.get("name"),
         "files": dict(config.get("files", {})),
-        "config_sha256": _sha256(Path(model.folder) / "model_config.json"),
+        "config_sha256": sha256(Path(model.folder) / "model_config.json"),
     }  # fmt: skip
 
 

@@ -49,7 +49,8 @@ def default_model_dir() -> Path:
     )
 
 
-def _sha256(path: Path) -> str:
+def sha256(path: Path) -> str:
+    """Hex sha256 of a file, read in 1-MiB blocks."""
     h = hashlib.sha256()
     with path.open("rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -75,7 +76,7 @@ def read_config(folder: Path, verify: bool = True) -> dict[str, Any]:
         file = folder / name
         if not file.is_file():
             raise StemtokError(f"{folder}: {name} is missing; re-export the model")
-        if verify and _sha256(file) != digest:
+        if verify and sha256(file) != digest:
             raise StemtokError(f"{file}: checksum mismatch (damaged or replaced); re-export it")
     return config
 

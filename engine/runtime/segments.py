@@ -13,7 +13,7 @@ stems that add up to the mixture in every segment still do after the crossfade.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Final
 
 import numpy as np
@@ -75,3 +75,12 @@ def stream_segments(
         final = int(p.starts[k + 1]) if k + 1 < p.n_windows else n_total
         yield acc[..., : final - done] / np.maximum(norm[: final - done], 1e-12)
         acc, norm, done = acc[..., final - done :], norm[final - done :], final
+
+
+def collect(blocks: Iterable[np.ndarray], out: np.ndarray) -> np.ndarray:
+    """Write consecutive blocks ``[S, C, n]`` into ``out`` ``[S, C, N]`` in order; returns it."""
+    pos = 0
+    for block in blocks:
+        out[:, :, pos : pos + block.shape[-1]] = block
+        pos += block.shape[-1]
+    return out

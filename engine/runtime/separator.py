@@ -36,7 +36,7 @@ from engine.errors import StemtokError
 from engine.runtime import windows as win
 from engine.runtime.decode import Cancel, Cancelled, Sampling, generate
 from engine.runtime.model import Model
-from engine.runtime.segments import SEGMENT_OVERLAP_S, stream_segments
+from engine.runtime.segments import SEGMENT_OVERLAP_S, collect, stream_segments
 from engine.runtime.segments import check_audio as _check_audio
 from engine.runtime.sources import ArraySource, Source
 
@@ -126,16 +126,13 @@ class Separator:
         if rate is None:
             raise StemtokError("give the sample rate of the audio")
         a = _check_audio(audio, int(rate))
-        out = np.empty((len(chosen), *a.shape), np.float32)
-        pos = 0
         frame_rate = self.model.sizes.layout.n_frames * self.rate / self.window
         conf = _EntropyGrid(len(chosen), int(np.ceil(a.shape[1] / int(rate) * frame_rate)) + 1,
                             frame_rate) if confidence else None  # fmt: skip
-        for block in self.stream(ArraySource(a, int(rate)), stems=chosen, mode=mode, seed=seed,
-                                 progress=progress, cancel=cancel,
-                                 on_entropy=conf.add if conf else None):  # fmt: skip
-            out[:, :, pos : pos + block.shape[-1]] = block
-            pos += block.shape[-1]
+        blocks = self.stream(ArraySource(a, int(rate)), stems=chosen, mode=mode, seed=seed,
+                             progress=progress, cancel=cancel,
+                             on_entropy=conf.add if conf else None)  # fmt: skip
+        out = collect(blocks, np.empty((len(chosen), *a.shape), np.float32))
         audio_out = {name: out[i] for i, name in enumerate(chosen)}
         if conf is None:
             return Stems(audio_out, int(rate))

@@ -38,7 +38,7 @@ from engine.errors import StemtokError
 from engine.runtime import windows as win
 from engine.runtime.decode import Cancel, Cancelled
 from engine.runtime.model import read_config
-from engine.runtime.segments import SEGMENT_OVERLAP_S, stream_segments
+from engine.runtime.segments import SEGMENT_OVERLAP_S, collect, stream_segments
 from engine.runtime.segments import check_audio as _check_audio
 from engine.runtime.separator import Mode, Stems, _check_stems
 from engine.runtime.session import create_session, resolve_device
@@ -180,12 +180,9 @@ class TeacherSeparator:
         if rate is None:
             raise StemtokError("give the sample rate of the audio")
         a = _check_audio(audio, int(rate))
-        out = np.empty((len(chosen), *a.shape), np.float32)
-        pos = 0
-        for block in self.stream(ArraySource(a, int(rate)), stems=chosen, mode=mode, seed=seed,
-                                 progress=progress, cancel=cancel):  # fmt: skip
-            out[:, :, pos : pos + block.shape[-1]] = block
-            pos += block.shape[-1]
+        blocks = self.stream(ArraySource(a, int(rate)), stems=chosen, mode=mode, seed=seed,
+                             progress=progress, cancel=cancel)  # fmt: skip
+        out = collect(blocks, np.empty((len(chosen), *a.shape), np.float32))
         return Stems({name: out[i] for i, name in enumerate(chosen)}, int(rate))
 
     def stream(
