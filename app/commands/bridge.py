@@ -24,8 +24,6 @@ log = logging.getLogger("stemtok.bridge")
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    from app.bridge.paths import DEFAULT_PORT
-
     p = sub.add_parser(
         "bridge",
         help="serve separation to DAWs on a local socket",
@@ -35,22 +33,31 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    add_listener_args(p)
+    p.add_argument("--status", action="store_true", help="report on the running bridge and exit")
+    p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
+    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
+    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.set_defaults(func=run)
+
+
+def add_listener_args(p: Any) -> None:
+    """Where and how the bridge listens (a parser or an argument group): ``stemtok bridge`` and
+    ``stemtok editor --bridge`` take the same options."""
+    from app.bridge.paths import DEFAULT_PORT
+
     p.add_argument("--port", type=int, default=DEFAULT_PORT,
                    help=f"TCP port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")  # fmt: skip
     p.add_argument("--no-tcp", action="store_true", help="no TCP listener")
     p.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket path")
     p.add_argument("--no-socket", action="store_true", help="no Unix socket")
-    p.add_argument("--status", action="store_true", help="report on the running bridge and exit")
-    p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",
                    help="close connections with nothing to do after S seconds (300)")  # fmt: skip
     p.add_argument("--max-minutes", type=float, default=10.0, metavar="M",
                    help="longest region accepted, in minutes at 48 kHz (10)")  # fmt: skip
     p.add_argument("--grace", type=float, default=5.0, metavar="S",
-                   help="on SIGINT/SIGTERM, let the running job finish for S seconds (5)")  # fmt: skip
-    p.set_defaults(func=run)
+                   help="on stopping (SIGINT/SIGTERM, or the editor closing), let the running job "
+                   "finish for S seconds (5)")  # fmt: skip
 
 
 def socket_arg(args: argparse.Namespace) -> Path | None:

@@ -62,22 +62,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _bridge_options(p: argparse.ArgumentParser) -> None:
     """The options of ``stemtok bridge`` that apply when the editor serves it."""
-    from app.bridge.paths import DEFAULT_PORT
+    from app.commands.bridge import add_listener_args
 
     b = p.add_argument_group("DAW bridge (File > Serve DAW Bridge; see 'stemtok bridge')")
     b.add_argument("--bridge", action="store_true",
                    help="serve the DAW bridge from this window: regions sent show up here")  # fmt: skip
-    b.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"TCP port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")  # fmt: skip
-    b.add_argument("--no-tcp", action="store_true", help="no TCP listener")
-    b.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket path")
-    b.add_argument("--no-socket", action="store_true", help="no Unix socket")
-    b.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",
-                   help="close idle client connections after S seconds (300)")  # fmt: skip
-    b.add_argument("--max-minutes", type=float, default=10.0, metavar="M",
-                   help="longest region accepted, in minutes at 48 kHz (10)")  # fmt: skip
-    b.add_argument("--grace", type=float, default=5.0, metavar="S",
-                   help="on stopping, let the running region finish for S seconds (5)")  # fmt: skip
+    add_listener_args(b)
 
 
 def _wait(app: Any, done: Callable[[], bool], timeout: float = 900.0) -> None:
