@@ -19,7 +19,7 @@ from engine.errors import StemtokError
 from engine.models.codec import Codec, load_codec
 from engine.models.lm import SeparationLM, load_lm
 from export import parity
-from export.onnx_export import export_all, sha256, write_config
+from export.onnx_export import export_all, move_into_place, sha256, write_config
 from export.optimize import optimize_lm
 
 Echo = Callable[[str], None]
@@ -80,9 +80,7 @@ def export_model(
         config["source"] = {"lm": str(lm_path), "codec": str(codec_dir),
                             "lm_sha256": sha256(lm_path)}  # fmt: skip
         write_config(tmp, config)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        move_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     size = sum((out / name).stat().st_size for name in config["files"])
@@ -129,12 +127,11 @@ def _optimized_parity(folder: Path, plain: Path, mel: np.ndarray) -> dict[str, f
     """Figures of the fused and float16 graphs of ``folder`` against the plain graph."""
     from engine.runtime.decode import Decoder, generate
     from engine.runtime.model import Model
-    from engine.runtime.session import create_session
 
     fused = Model(folder, "cpu", verify=False)
     half = Model(folder, "cpu", verify=False, precision="fp16")
     ref = Model(folder, "cpu", verify=False)
-    ref.lm = create_session(plain, "cpu")  # the graph as exported, before the passes
+    ref.use_lm(plain)  # the graph as exported, before the passes
     pre, cond = ref.encode(mel)
     a = Decoder(ref, mel.shape[0]).prefill(pre, cond)
     b = Decoder(fused, mel.shape[0]).prefill(pre, cond)
@@ -171,11 +168,7 @@ def optimize_model(
     try:
         shutil.copytree(src, tmp)
         config = optimize_graphs(tmp, mel, echo)
-        old = out.parent / f".{out.name}.old"
-        if out.exists():
-            out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
+        move_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return config

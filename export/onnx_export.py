@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -135,6 +136,17 @@ def model_config(lm: SeparationLM, codec: Codec, folder: Path, static: bool) -> 
         },
         "files": {name: sha256(folder / name) for name in FILES},
     }
+
+
+def move_into_place(tmp: Path, out: Path) -> None:
+    """Rename the finished folder ``tmp`` to ``out``; an existing ``out`` is set aside first and
+    removed only once the new folder is in place."""
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        out.rename(old)
+    tmp.rename(out)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def write_config(folder: Path, config: dict[str, Any]) -> Path:

@@ -44,7 +44,7 @@ from engine.models.roformer import (
 )
 from engine.runtime.teacher import GRAPH_FILE, KIND, WEIGHTINGS, TeacherModel
 from engine.training.teacher import separate_batch
-from export.onnx_export import OPSET, SCHEMA, sha256, write_config
+from export.onnx_export import OPSET, SCHEMA, move_into_place, sha256, write_config
 
 Echo = Callable[[str], None]
 #: Inference window, overlap and residual sharing, chosen on the validation split (3-s windows,
@@ -281,9 +281,7 @@ def export_teacher(
         config["parity"] = figures
         config["source"] = info
         write_config(tmp, config)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        move_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     echo(f"{out}: {(out / GRAPH_FILE).stat().st_size / 1e6:.1f} MB")

@@ -20,7 +20,6 @@ import numpy as np
 
 from engine.runtime.decode import Decoder
 from engine.runtime.model import Model
-from engine.runtime.session import create_session
 
 
 def time_graph(model: Model, batch: int, steps: int) -> tuple[float, float]:
@@ -50,9 +49,7 @@ def main() -> None:
     models = []
     for graph in args.graphs:
         m = Model(args.folder, args.device, args.threads, verify=False)
-        m.lm = create_session(graph, args.device, args.threads)
-        x_type = next(i.type for i in m.lm.get_inputs() if i.name == "x")
-        m.lm_dtype = np.dtype(np.float16 if x_type == "tensor(float16)" else np.float32)
+        m.use_lm(graph)
         models.append(m)
     s = models[0].sizes
     steps = args.steps or s.capacity - s.prefix_len

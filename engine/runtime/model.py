@@ -147,14 +147,20 @@ class Model:
             return create_session(self.folder / name, self.device, threads)
 
         self.encoder = open_("encoder.onnx")
+        self.threads = threads
         self.lm_name = lm_file(self.config, self.device, precision)
-        self.lm = open_(self.lm_name)
-        x_type = next(i.type for i in self.lm.get_inputs() if i.name == "x")
-        self.lm_dtype = np.dtype(np.float16 if x_type == "tensor(float16)" else np.float32)
+        self.use_lm(self.folder / self.lm_name)
         self.generative = open_("codec_generative.onnx")
         self.aligned = open_("codec_aligned.onnx")
         self.embed: np.ndarray = np.load(self.folder / "embed.npy")
         self.level_offset = np.arange(self.sizes.layout.n_levels) * self.sizes.layout.vocab_size
+
+    def use_lm(self, path: Path) -> None:
+        """Run the LM graph ``path`` (the folder's, or another export of the same model, e.g.
+        for parity and benchmarks); its precision is read from its ``x`` input."""
+        self.lm = create_session(path, self.device, self.threads)
+        x_type = next(i.type for i in self.lm.get_inputs() if i.name == "x")
+        self.lm_dtype = np.dtype(np.float16 if x_type == "tensor(float16)" else np.float32)
 
     def embed_ids(self, ids: np.ndarray) -> np.ndarray:
         """Ids ``[B, L, K]`` -> summed level embeddings ``[B, L, D]`` (float32)."""
