@@ -26,7 +26,8 @@ def chunk_starts(n: int, chunk: int, fade: int) -> list[int]:
 def process_in_chunks(
     fn: Callable[[np.ndarray], np.ndarray], x: np.ndarray, chunk: int, fade: int
 ) -> np.ndarray:
-    """``fn`` over ``x`` ``[N]`` in cross-faded chunks -> ``[..., N]`` (``fn``'s leading axes)."""
+    """``fn`` over ``x`` ``[..., N]`` in cross-faded chunks (cut on the last axis) -> ``[..., N]``
+    (``fn``'s leading axes)."""
     n = x.shape[-1]
     out: np.ndarray | None = None
     weight = np.zeros(n, np.float64)
@@ -34,7 +35,7 @@ def process_in_chunks(
     starts = chunk_starts(n, chunk, fade)
     for i, start in enumerate(starts):
         stop = min(start + chunk, n)
-        y = np.asarray(fn(x[start:stop]))
+        y = np.asarray(fn(x[..., start:stop]))
         if out is None:
             out = np.zeros((*y.shape[:-1], n), np.float64)
         w = np.ones(stop - start, np.float64)

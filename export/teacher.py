@@ -2,8 +2,9 @@
 
 Folder layout (what :mod:`engine.runtime.teacher` reads)::
 
-    teacher.onnx        mixture STFT (re, im) "mix_spec" [B, 2, F, T] -> complex masks
-                        "masks" [B, 4, 2, F, T]; float32, opset 17, B and T dynamic
+    teacher.onnx        mixture STFT (re, im) of the model's M channels "mix_spec" [B, 2M, F, T]
+                        -> complex masks "masks" [B, 4, 2M, F, T]; float32, opset 17, B and T
+                        dynamic (M = 2 for a stereo teacher, 1 for a mono one)
     model_config.json   "kind": "teacher", schema, the teacher's sizes, STFT and rate, the
                         inference window, sha256 of every file, the parity figures measured at
                         export, and where the weights came from
@@ -41,6 +42,7 @@ from engine.models.roformer import (
     TeacherConfig,
     count_parameters,
     load_teacher,
+    spec_input,
 )
 from engine.runtime.teacher import GRAPH_FILE, KIND, WEIGHTINGS, TeacherModel
 from engine.training.teacher import separate_batch
@@ -74,7 +76,7 @@ def load_source(path: Path) -> tuple[BandSplitRoformer, dict[str, Any]]:
     except (OSError, RuntimeError, EOFError) as exc:
         raise StemtokError(f"{path}: cannot read the teacher weights ({exc})") from None
     if isinstance(state, dict) and "model" in state and "teacher_config" in state:
-        cfg, weights = TeacherConfig(**state["teacher_config"]), state["model"]
+        cfg, weights = TeacherConfig.from_dict(state["teacher_config"]), state["model"]
     elif isinstance(state, dict) and (path.parent / CONFIG_FILE).is_file():
         cfg, weights, state = TeacherConfig.load(path.parent), state, None
     else:
@@ -120,7 +122,7 @@ def _source_info(path: Path, state: dict[str, Any] | None) -> dict[str, Any]:
 def export_graph(model: BandSplitRoformer, path: Path) -> None:
     """Write ``teacher.onnx`` (batch and frames dynamic)."""
     cfg = model.cfg
-    ri = torch.randn(2, 2, cfg.n_bins, 23)
+    ri = torch.randn(2, 2 * cfg.channels, cfg.n_bins, 23)
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
@@ -161,38 +163,44 @@ def model_config(
             "window_samples": window,
             "overlap_samples": round(overlap_s * MODEL_RATE),
             "consistency": consistency,
-            "channels": "each channel separated on its own",
+            "channels": "stereo pairs (a mono file on both inputs)"
+            if cfg.channels == 2
+            else "each channel separated on its own",
         },
         "graph": {
             "file": GRAPH_FILE,
             "opset": OPSET,
             "dtype": "float32",
-            "inputs": {"mix_spec": ["B", 2, cfg.n_bins, "T"]},
-            "outputs": {"masks": ["B", cfg.n_stems, 2, cfg.n_bins, "T"]},
+            "inputs": {"mix_spec": ["B", 2 * cfg.channels, cfg.n_bins, "T"]},
+            "outputs": {"masks": ["B", cfg.n_stems, 2 * cfg.channels, cfg.n_bins, "T"]},
         },
         "files": {GRAPH_FILE: sha256(folder / GRAPH_FILE)},
     }
 
 
 # --------------------------------------------------------------------------- parity
-def parity_windows(audio: np.ndarray | None, window: int, n: int = 3) -> np.ndarray:
-    """``n`` mono windows ``[n, window]`` spread over 48-kHz ``audio`` ``[N]``, or seeded noise."""
+def parity_windows(
+    audio: np.ndarray | None, window: int, n: int = 3, channels: int = 1
+) -> np.ndarray:
+    """``n`` windows ``[n, channels, window]`` spread over 48-kHz ``audio`` ``[channels, N]``,
+    or seeded noise."""
     if audio is None or audio.shape[-1] < window:
         rng = np.random.default_rng(0)
-        return (0.1 * rng.standard_normal((n, window))).astype(np.float32)
+        return (0.1 * rng.standard_normal((n, channels, window))).astype(np.float32)
     starts = np.linspace(0, audio.shape[-1] - window, n).astype(int)
-    return np.stack([audio[s : s + window] for s in starts]).astype(np.float32)
+    return np.stack([audio[:, s : s + window] for s in starts]).astype(np.float32)
 
 
 def torch_reference(model: BandSplitRoformer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(masks ``[B, 4, 2, F, T]``, stems ``[B, 4, N]``) of torch on windows ``[B, N]``."""
+    """(masks ``[B, 4, 2M, F, T]``, stems ``[B, 4, M, N]``) of torch on windows ``[B, M, N]``."""
     from engine.models import codec_dsp
 
     cfg = model.cfg
     with torch.no_grad():
         mix = torch.from_numpy(x)
-        spec = codec_dsp.stft(mix, cfg.n_fft, cfg.hop)
-        masks = model(torch.stack((spec.real, spec.imag), dim=1))
+        b, c, n = mix.shape
+        spec = codec_dsp.stft(mix.reshape(b * c, n), cfg.n_fft, cfg.hop)
+        masks = model(spec_input(spec.view(b, c, *spec.shape[1:])))
         wave, _ = separate_batch(model, mix)
     return masks.numpy(), wave.numpy()
 
@@ -203,14 +211,16 @@ def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
 
 
 def check(model: BandSplitRoformer, folder: Path, x: np.ndarray) -> dict[str, Any]:
-    """Run the exported folder on windows ``[B, N]`` against torch; returns the figures."""
+    """Run the exported folder on windows ``[B, M, N]`` against torch; returns the figures."""
     ref_masks, ref_stems = torch_reference(model, x)
     rt = TeacherModel(folder, "cpu", threads=None, verify=False)
-    spec = rt.spectra(x, consistent=False)[0]
-    masks = rt.masks(np.stack((spec.real, spec.imag), axis=1))
+    spec = rt.spectra(x, consistent=False)[0]  # (B, M, F, T)
+    ri = np.stack((spec.real, spec.imag), axis=2).reshape(spec.shape[0], -1, *spec.shape[2:])
+    masks = rt.masks(ri)
     stems = rt.separate_windows(x, consistent=False)
     return {
         "windows": int(x.shape[0]),
+        "channels": int(x.shape[1]),
         "window_seconds": round(x.shape[1] / MODEL_RATE, 3),
         "masks_max_abs": float(np.abs(masks - ref_masks).max()),
         "stems_max_abs": float(np.abs(stems - ref_stems).max()),
@@ -241,13 +251,16 @@ def verify(figures: dict[str, Any]) -> None:
                            f"{worst:.1f} dB (needs {SNR_MIN_DB})")  # fmt: skip
 
 
-def _mono_48k(path: Path | None) -> np.ndarray | None:
+def _audio_48k(path: Path | None, channels: int) -> np.ndarray | None:
+    """``path`` at 48 kHz as ``[channels, N]`` (mono: the mean; stereo: the first two channels,
+    a mono file on both), or ``None``."""
     if path is None or not path.is_file():
         return None
     from engine.audio import read_audio, resample
 
     audio, rate = read_audio(path)
-    return resample(audio.mean(axis=0, keepdims=True), rate, MODEL_RATE)[0]
+    x = audio.mean(axis=0, keepdims=True) if channels == 1 else audio[[0, min(1, len(audio) - 1)]]
+    return resample(x, rate, MODEL_RATE)
 
 
 # --------------------------------------------------------------------------- the command
@@ -273,7 +286,9 @@ def export_teacher(
         config = model_config(model, tmp, window_s, overlap_s, out.name, consistency)
         write_config(tmp, config)
         echo(f"exported {GRAPH_FILE} in {time.perf_counter() - t0:.1f} s; checking parity")
-        x = parity_windows(_mono_48k(parity_audio), config["inference"]["window_samples"])
+        channels = model.cfg.channels
+        x = parity_windows(_audio_48k(parity_audio, channels),
+                           config["inference"]["window_samples"], channels=channels)  # fmt: skip
         figures = check(model, tmp, x)
         echo(f"parity: masks max abs {figures['masks_max_abs']:.3g}, stems max abs "
              f"{figures['stems_max_abs']:.3g}, SNR dB {figures['stems_snr_db']}")  # fmt: skip

@@ -39,9 +39,10 @@ def _vocals_only_teacher() -> BandSplitRoformer:
             last = head[3]
             assert isinstance(last, torch.nn.Linear)
             last.weight.zero_()
-            value = torch.zeros(4, 2, w)
-            value[0, 0] = 1.0  # vocals, real part
-            last.bias.copy_(torch.cat([value.reshape(-1), torch.full((4 * 2 * w,), 30.0)]))
+            c2 = 2 * TINY.channels
+            value = torch.zeros(4, c2, w)
+            value[0, 0::2] = 1.0  # vocals, real part of every channel
+            last.bias.copy_(torch.cat([value.reshape(-1), torch.full((4 * c2 * w,), 30.0)]))
     return model
 
 

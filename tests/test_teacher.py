@@ -1,9 +1,10 @@
-"""The discriminative teacher: band split, shapes, sizes, masks, a tiny overfit, resumable runs."""
+"""The discriminative teacher: band split, shapes, sizes, masks, consistency, stereo and mono,
+a tiny overfit, resumable runs, configs of older teachers."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +21,14 @@ from engine.models.roformer import (
     band_edges,
     count_parameters,
     load_teacher,
+    spec_input,
 )
 from engine.training.teacher import TeacherTrainConfig, evaluate, losses, si_sdr_db, train_teacher
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RATE = 48_000
 TINY = TeacherConfig.small(name="tiny", n_bands=6, dim=16, depth=1, heads=2, mask_mult=1)
+TINY_MONO = replace(TINY, channels=1)
 
 
 @pytest.mark.parametrize(("n_bins", "n_bands"), [(1025, 24), (1025, 60), (513, 40), (1025, 6)])
@@ -39,30 +42,71 @@ def test_bands_cover_every_bin_once(n_bins: int, n_bands: int) -> None:
         band_edges(9, 5)
 
 
-def test_shapes_and_sizes() -> None:
-    model = BandSplitRoformer(TINY).eval()
-    out = model(torch.randn(2, 2, TINY.n_bins, 7))
-    assert out.shape == (2, 4, 2, TINY.n_bins, 7)
-    with pytest.raises(ValueError, match="frequency bins"):
-        model(torch.randn(1, 2, 100, 7))
+@pytest.mark.parametrize("cfg", [TINY, TINY_MONO], ids=["stereo", "mono"])
+def test_shapes_and_sizes(cfg: TeacherConfig) -> None:
+    model = BandSplitRoformer(cfg).eval()
+    c2 = 2 * cfg.channels
+    out = model(torch.randn(2, c2, cfg.n_bins, 7))
+    assert out.shape == (2, 4, c2, cfg.n_bins, 7)
+    with pytest.raises(ValueError, match="spectra"):
+        model(torch.randn(1, c2, 100, 7))
+    with pytest.raises(ValueError, match="spectra"):
+        model(torch.randn(1, 6 - c2, cfg.n_bins, 7))  # the other channel count
+
+
+def test_sizes_of_the_named_configs() -> None:
+    assert TeacherConfig.small().channels == 2  # stereo, like the paper's model
     small = count_parameters(BandSplitRoformer(TeacherConfig.small()))
-    assert 2e6 < small < 4e6
+    assert 4e6 < small < 6e6
+    mono = count_parameters(BandSplitRoformer(TeacherConfig.small(channels=1)))
+    assert 2e6 < mono < 4e6
     with torch.device("meta"):
         paper = count_parameters(BandSplitRoformer(TeacherConfig.paper()))
     assert 60e6 < paper < 90e6  # BS-RoFormer's main model is of this order
     with pytest.raises(ValueError):
         TeacherConfig.small(dim=30, heads=4)
+    with pytest.raises(ValueError, match="channels"):
+        TeacherConfig.small(channels=3)
+
+
+def test_masks_sum_to_one_so_stems_sum_to_the_mixture() -> None:
+    torch.manual_seed(0)
+    model = BandSplitRoformer(TINY).eval()
+    for p in model.parameters():  # far from the initial state
+        torch.nn.init.normal_(p, 0.0, 0.3)
+    masks = model(torch.randn(2, 4, TINY.n_bins, 9)).sum(dim=1)  # (B, 2C, F, T)
+    torch.testing.assert_close(masks[:, 0::2], torch.ones_like(masks[:, 0::2]))
+    torch.testing.assert_close(masks[:, 1::2], torch.zeros_like(masks[:, 1::2]), atol=1e-5,
+                               rtol=0)  # fmt: skip
+    free = BandSplitRoformer(replace(TINY, consistent=False)).eval()
+    free.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        sums = free(torch.randn(1, 4, TINY.n_bins, 9)).sum(1)
+    assert float((sums[:, 0::2] - 1).abs().max()) > 0.1
+
+
+def test_older_teacher_configs_keep_their_behaviour(tmp_path: Path) -> None:
+    old = {k: v for k, v in asdict(TINY).items()
+           if k not in ("channels", "band_energy", "consistent")}  # fmt: skip
+    (tmp_path / "teacher_config.json").write_text(json.dumps(old))
+    cfg = TeacherConfig.load(tmp_path)
+    assert (cfg.channels, cfg.band_energy, cfg.consistent) == (1, False, False)
+    assert count_parameters(BandSplitRoformer(cfg)) < count_parameters(BandSplitRoformer(TINY))
 
 
 def test_masks_multiply_the_mixture_spectrum() -> None:
-    spec = torch.randn(1, 5, 3, dtype=torch.complex64)
-    masks = torch.zeros(1, 4, 2, 5, 3)
-    masks[:, 1, 0] = 1.0  # drums: real 1, imag 0 -> the mixture itself
-    masks[:, 2, 1] = 1.0  # bass: j -> the mixture turned by 90 degrees
+    spec = torch.randn(1, 2, 5, 3, dtype=torch.complex64)  # stereo
+    masks = torch.zeros(1, 4, 4, 5, 3)  # (re, im) of left, then of right
+    masks[:, 1, 0] = masks[:, 1, 2] = 1.0  # drums: real 1, imag 0 -> the mixture itself
+    masks[:, 2, 1] = 1.0  # bass, left: j -> the mixture turned by 90 degrees
+    masks[:, 3, 2] = 0.5  # other, right only: half
     out = apply_masks(masks, spec)
+    assert out.shape == (1, 4, 2, 5, 3)
     torch.testing.assert_close(out[0, 1], spec[0])
-    torch.testing.assert_close(out[0, 2], 1j * spec[0])
+    torch.testing.assert_close(out[0, 2, 0], 1j * spec[0, 0])
+    torch.testing.assert_close(out[0, 3, 1], 0.5 * spec[0, 1])
     assert float(out[0, 0].abs().max()) == 0.0
+    assert float(out[0, 2, 1].abs().max()) == float(out[0, 3, 0].abs().max()) == 0.0
 
 
 def test_si_sdr_of_known_signals() -> None:
@@ -84,11 +128,13 @@ def _song(rng: np.random.Generator, seconds: float) -> dict[str, np.ndarray]:
     return {k: np.stack([v, v]).astype(np.float32) for k, v in stems.items()}
 
 
-def test_tiny_teacher_overfits_one_clip() -> None:
+@pytest.mark.parametrize("cfg", [TINY, TINY_MONO], ids=["stereo", "mono"])
+def test_tiny_teacher_overfits_one_clip(cfg: TeacherConfig) -> None:
     torch.manual_seed(0)
-    model = BandSplitRoformer(TINY).train()
+    model = BandSplitRoformer(cfg).train()
     song = _song(np.random.default_rng(1), 0.5)
-    stems = torch.from_numpy(np.stack([song[s][0] for s in ("vocals", "drums", "bass", "other")]))
+    names = ("vocals", "drums", "bass", "other")
+    stems = torch.from_numpy(np.stack([song[s][: cfg.channels] for s in names]))  # (4, C, N)
     stems, mix = stems[None], stems.sum(0)[None]
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     first = last = 0.0
@@ -127,8 +173,8 @@ def test_training_run_is_resumable_and_loadable(stem_set: Path, tmp_path: Path) 
     assert any("valid" in r for r in lines)
     model = load_teacher(out)
     assert model.cfg == TINY and not model.training
-    spec = codec_dsp.stft(torch.zeros(1, 4800), TINY.n_fft, TINY.hop)
-    assert model(torch.stack((spec.real, spec.imag), 1)).shape[:3] == (1, 4, 2)
+    spec = codec_dsp.stft(torch.zeros(2, 4800), TINY.n_fft, TINY.hop)[None]  # (1, 2, F, T)
+    assert model(spec_input(spec)).shape[:3] == (1, 4, 4)
 
 
 def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -139,11 +185,12 @@ def test_cli_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert "no checkpoint to resume" in capsys.readouterr().err
 
 
-def test_separate_song_keeps_rate_length_and_channels() -> None:
+@pytest.mark.parametrize("cfg", [TINY, TINY_MONO], ids=["stereo", "mono"])
+def test_separate_song_keeps_rate_length_and_channels(cfg: TeacherConfig) -> None:
     from engine.training.teacher import separate_song
 
-    model = BandSplitRoformer(TINY).eval()
-    for rate, shape in ((44_100, (2, 44_100 + 17)), (48_000, (1, 30_001))):
+    model = BandSplitRoformer(cfg).eval()
+    for rate, shape in ((44_100, (2, 44_100 + 17)), (48_000, (1, 30_001)), (48_000, (3, 9_600))):
         audio = np.random.default_rng(0).normal(0, 0.1, shape).astype(np.float32)
         out = separate_song(model, audio, rate, chunk_s=0.4, fade_s=0.1)
         assert list(out) == ["vocals", "drums", "bass", "other"]

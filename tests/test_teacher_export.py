@@ -1,9 +1,11 @@
-"""Teacher export: a tiny teacher -> teacher.onnx + model_config.json, onnxruntime parity with
-torch at other batch sizes and lengths than the export's, checksums, the CLI and its errors."""
+"""Teacher export: a tiny teacher (stereo and mono) -> teacher.onnx + model_config.json,
+onnxruntime parity with torch at other batch sizes and lengths than the export's, checksums, the
+CLI and its errors."""
 
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -17,37 +19,48 @@ from engine.runtime.teacher import TeacherModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TINY = TeacherConfig.small(name="tiny", n_bands=6, dim=16, depth=1, heads=2, mask_mult=1)
+TINY_MONO = replace(TINY, channels=1)
 
 
-def tiny_teacher(seed: int = 0) -> BandSplitRoformer:
+def tiny_teacher(seed: int = 0, cfg: TeacherConfig = TINY) -> BandSplitRoformer:
     """A seeded tiny teacher whose masks are far from trivial (random last layers)."""
     torch.manual_seed(seed)
-    model = BandSplitRoformer(TINY).eval()
+    model = BandSplitRoformer(cfg).eval()
     for p in model.parameters():
         torch.nn.init.normal_(p, 0.0, 0.3)
     return model
 
 
-def export_tiny(folder: Path, seed: int = 0, window_s: float = 0.4) -> Path:
+def export_tiny(
+    folder: Path, seed: int = 0, window_s: float = 0.4, cfg: TeacherConfig = TINY
+) -> Path:
     """Export a tiny teacher (saved as a ``teacher.pt`` run folder) into ``folder/model``."""
     from export.teacher import export_teacher
 
     run = folder / "run"
-    save_teacher(tiny_teacher(seed), run)
+    save_teacher(tiny_teacher(seed, cfg), run)
     out = folder / "model"
     export_teacher(run, out, window_s=window_s, overlap_s=0.1, echo=lambda line: None)
     return out
 
 
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return export_tiny(tmp_path_factory.mktemp("teacher"))
+@pytest.fixture(scope="module", params=[TINY, TINY_MONO], ids=["stereo", "mono"])
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return export_tiny(tmp_path_factory.mktemp("teacher"), cfg=request.param)
+
+
+def _cfg(folder: Path) -> TeacherConfig:
+    return TeacherConfig.load(folder.parent / "run")
 
 
 def test_config_records_kind_sizes_files_and_parity(exported: Path) -> None:
     cfg = json.loads((exported / "model_config.json").read_text())
     assert cfg["kind"] == "teacher" and cfg["schema"] == 1 and cfg["name"] == exported.name
     assert cfg["teacher"]["n_bands"] == 6 and cfg["sizes"]["n_bins"] == 1025
+    c2 = 2 * cfg["teacher"]["channels"]
+    assert cfg["graph"]["inputs"]["mix_spec"] == ["B", c2, 1025, "T"]
+    assert cfg["graph"]["outputs"]["masks"] == ["B", 4, c2, 1025, "T"]
+    assert cfg["parity"]["channels"] == c2 // 2
     assert cfg["rates"] == {"sample_rate": 48000, "stft_n_fft": 2048, "stft_hop": 960}
     assert (
         cfg["inference"]["window_samples"] % 960 == 0 and cfg["inference"]["consistency"] == "equal"
@@ -59,14 +72,16 @@ def test_config_records_kind_sizes_files_and_parity(exported: Path) -> None:
 
 
 def test_onnx_matches_torch_on_new_shapes(exported: Path) -> None:
-    model = tiny_teacher()
+    cfg = _cfg(exported)
+    model = tiny_teacher(cfg=cfg)
     rt = TeacherModel(exported, "cpu", threads=1)
+    assert rt.channels == cfg.channels
     for b, t in ((1, 7), (3, 61)):
-        ri = torch.randn(b, 2, TINY.n_bins, t)
+        ri = torch.randn(b, 2 * cfg.channels, cfg.n_bins, t)
         with torch.no_grad():
             ref = model(ri).numpy()
         got = rt.masks(ri.numpy())
-        assert got.shape == (b, 4, 2, TINY.n_bins, t)
+        assert got.shape == (b, 4, 2 * cfg.channels, cfg.n_bins, t)
         assert float(np.abs(ref).mean()) > 0.05  # the masks are not trivially small
         np.testing.assert_allclose(got, ref, atol=1e-4, rtol=1e-4)
 
@@ -74,12 +89,19 @@ def test_onnx_matches_torch_on_new_shapes(exported: Path) -> None:
 def test_numpy_stft_path_matches_torch_separation(exported: Path) -> None:
     from engine.training.teacher import separate_batch
 
-    x = np.random.default_rng(3).normal(0, 0.1, (2, 960 * 30)).astype(np.float32)
+    cfg = _cfg(exported)
+    x = np.random.default_rng(3).normal(0, 0.1, (2, cfg.channels, 960 * 30)).astype(np.float32)
     with torch.no_grad():
-        ref = separate_batch(tiny_teacher(), torch.from_numpy(x))[0].numpy()
-    got = TeacherModel(exported, "cpu", threads=1).separate_windows(x, consistent=False)
+        ref = separate_batch(tiny_teacher(cfg=cfg), torch.from_numpy(x))[0].numpy()
+    rt = TeacherModel(exported, "cpu", threads=1)
+    got = rt.separate_windows(x, consistent=False)
     err = np.sum((got - ref) ** 2) / np.sum(ref**2)
-    assert got.shape == (2, 4, x.shape[1]) and err < 1e-6
+    assert got.shape == (2, 4, cfg.channels, x.shape[-1]) and err < 1e-6
+    if cfg.channels == 1:  # a mono teacher also takes [B, N]
+        np.testing.assert_allclose(rt.separate_windows(x[:, 0], consistent=False), got[:, :, 0])
+    else:
+        with pytest.raises(StemtokError, match="takes 2 channel"):
+            rt.separate_windows(x[:, :1])
 
 
 def test_damaged_graph_is_refused(exported: Path, tmp_path: Path) -> None:

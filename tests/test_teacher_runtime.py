@@ -61,14 +61,45 @@ def test_shapes_rate_channels_and_sum(sep: TeacherSeparator, rate: int, shape: t
         assert not np.allclose(out[stem], audio / 4, atol=1e-3)
 
 
-def test_channels_are_separated_on_their_own(sep: TeacherSeparator) -> None:
+def test_stereo_teacher_sees_the_pair_and_takes_mono_and_surround(sep: TeacherSeparator) -> None:
+    assert sep.model.channels == 2
     left = _song((1, 40_000), seed=1)[0]
+    right = _song((1, 40_000), seed=7)[0][::-1].copy()
     stereo = np.stack([left, np.zeros_like(left)])
     out = sep.separate(stereo, 44_100)
     assert all(float(np.abs(out[s][1]).max()) < 1e-6 for s in STEMS)  # silence stays silent
-    mono = sep.separate(left[None], 44_100)
+    mono = sep.separate(left[None], 44_100)  # a mono file goes in on both inputs
+    dual = sep.separate(np.stack([left, left]), 44_100)
+    pair = sep.separate(np.stack([left, right]), 44_100)
     for s in STEMS:
-        np.testing.assert_allclose(out[s][0], mono[s][0], atol=1e-5)
+        np.testing.assert_allclose(mono[s][0], dual[s].mean(axis=0), atol=1e-5)  # averaged
+        # the left stems depend on the right channel: the model sees the stereo image
+        assert not np.allclose(pair[s][0], out[s][0], atol=1e-3)
+    surround = sep.separate(np.stack([left, right, left]), 44_100)  # a pair and a lone channel
+    for s in STEMS:
+        np.testing.assert_allclose(surround[s][:2], pair[s], atol=1e-5)
+        np.testing.assert_allclose(surround[s][2], mono[s][0], atol=1e-5)
+
+
+def test_mono_teacher_separates_every_channel_on_its_own(tmp_path: Path) -> None:
+    import torch
+    from test_teacher_export import TINY_MONO, export_tiny
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        folder = export_tiny(tmp_path, window_s=0.4, cfg=TINY_MONO)
+    finally:
+        torch.set_num_threads(before)
+    mono_sep = TeacherSeparator(folder, device="cpu", threads=1, batch=3, segment_seconds=8.0)
+    assert mono_sep.model.channels == 1
+    left = _song((1, 40_000), seed=1)[0]
+    right = _song((1, 40_000), seed=7)[0]
+    out = mono_sep.separate(np.stack([left, right]), 44_100)
+    alone = mono_sep.separate(left[None], 44_100)
+    for s in STEMS:
+        np.testing.assert_allclose(out[s][0], alone[s][0], atol=1e-5)
+    np.testing.assert_allclose(sum(out[s] for s in STEMS), np.stack([left, right]), atol=2e-5)
 
 
 def test_stream_equals_separate_and_covers_the_song(sep: TeacherSeparator) -> None:

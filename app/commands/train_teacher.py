@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,19 @@ def register_cli(tsub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("--minutes", type=float, help="stop after this much training time")
     p.add_argument("--batch-size", type=int, help="crops per step (default 4)")
     p.add_argument("--crop-seconds", type=float, help="crop length (default 3)")
-    p.add_argument("--lr", type=float, help="peak learning rate (default 5e-4)")
+    p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    p.add_argument(
+        "--channels",
+        type=int,
+        choices=(1, 2),
+        default=2,
+        help="2: a stereo teacher (default); 1: mono, each channel on its own",
+    )
+    p.add_argument(
+        "--compressed-weight",
+        type=float,
+        help="weight of the compressed-spectrum L1 term (default 0: off)",
+    )
     add_run_options(p, threads=2)
     p.set_defaults(func=run)
 
@@ -52,9 +65,11 @@ def run(args: argparse.Namespace) -> int:
     tcfg = with_overrides(
         TeacherTrainConfig(), max_steps=args.max_steps, minutes=args.minutes,
         batch_size=args.batch_size, crop_seconds=args.crop_seconds, lr=args.lr, seed=args.seed,
+        compressed_weight=args.compressed_weight,
     )  # fmt: skip
+    cfg = replace(TeacherConfig.named(args.config), channels=args.channels)
     rec = train_teacher(
-        TeacherConfig.named(args.config), tcfg, args.data, args.out, device=args.device,
+        cfg, tcfg, args.data, args.out, device=args.device,
         resume=not args.fresh, progress=not args.quiet, echo=None if args.quiet else sys.stderr,
     )  # fmt: skip
     print(f"{args.out}: step {rec.get('step')}, loss {rec.get('loss', float('nan')):.4f}")

@@ -3,16 +3,19 @@
 The graph starts after the STFT and ends at the masks, so it exports to ONNX and the STFT/iSTFT
 run in numpy (or torch, when training) outside it::
 
-    mixture STFT (re, im) [B, 2, F, T]
-      -> band split: bins [F] cut into n_bands bands, each (re, im) x width -> RMSNorm -> Linear
-         -> [B, T, n_bands, D]
+    mixture STFT of C channels (re, im) [B, 2C, F, T]   (c0 re, c0 im, c1 re, c1 im, ...)
+      -> band split: bins [F] cut into n_bands bands, each band's (re, im) of every channel
+         -> RMSNorm -> (+ the band's log level) -> Linear               -> [B, T, n_bands, D]
       -> depth x (transformer over time within each band, transformer over bands within each
          frame), rotary positions, RMSNorm, GELU feed-forward
-      -> per-band mask MLP (RMSNorm, Linear, Tanh, Linear, GLU) -> complex masks [B, 4, 2, F, T]
+      -> per-band mask MLP (RMSNorm, Linear, Tanh, Linear, GLU) -> complex masks
+         [B, 4, 2C, F, T], projected so the four stems' masks sum to 1 in every bin
+         (``consistent``: the stems add up to the mixture by construction)
 
-A stem's spectrum is the complex product mask x mixture (:func:`apply_masks`). The model is mono
-(channels are separated one by one, like the codec), 48 kHz, n_fft 2048, hop 960 (``small``) or
-480 (``paper``).
+A stem's spectrum is the complex product mask x mixture, channel by channel
+(:func:`apply_masks`). ``channels`` is 2 (stereo, as in the BS-RoFormer paper: the model sees
+the stereo image, which is what tells a centre-panned voice from the band around it) or 1 (mono,
+the first teachers). 48 kHz, n_fft 2048, hop 960 (``small``) or 480 (``paper``).
 
 Configs: ``small`` (trains on a CPU in an hour), ``paper`` (the sizes of the BS-RoFormer paper's
 main model: width 384, 12 layers, 8 heads, about 60 bands; tested for shapes, not trained here).
@@ -55,10 +58,15 @@ class TeacherConfig:
     dropout: float = 0.0
     rope_theta: float = 10000.0
     n_stems: int = len(STEMS)
+    channels: int = 2  # 2: stereo in, stereo masks; 1: mono (each channel on its own)
+    band_energy: bool = True  # each band's log level is an input beside its normalised shape
+    consistent: bool = True  # the stems' masks sum to 1 (the stems add up to the mixture)
 
     def __post_init__(self) -> None:
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError("dim must split into heads of an even width")
+        if self.channels not in (1, 2):
+            raise ValueError("channels must be 1 (mono) or 2 (stereo)")
         if not 2 <= self.n_bands <= self.n_bins // 2:
             raise ValueError(f"n_bands must be in [2, {self.n_bins // 2}]")
 
@@ -88,9 +96,15 @@ class TeacherConfig:
     @classmethod
     def load(cls, folder: Path) -> TeacherConfig:
         try:
-            return cls(**json.loads((folder / CONFIG_FILE).read_text()))
+            return cls.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
         except (OSError, TypeError, ValueError) as exc:
             raise StemtokError(f"{folder}: cannot read {CONFIG_FILE} ({exc})") from exc
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> TeacherConfig:
+        """A config from its saved fields; fields that older teachers lack keep the behaviour
+        those teachers were trained with."""
+        return cls(**({"channels": 1, "band_energy": False, "consistent": False} | values))
 
 
 def band_edges(n_bins: int, n_bands: int, rate: int = MODEL_RATE) -> np.ndarray:
@@ -158,31 +172,40 @@ class Transformer(nn.Module):
 
 
 class BandSplitRoformer(nn.Module):
-    """Mixture STFT (re, im) ``[B, 2, F, T]`` -> complex masks ``[B, n_stems, 2, F, T]``."""
+    """Mixture STFT (re, im) ``[B, 2C, F, T]`` -> complex masks ``[B, n_stems, 2C, F, T]``."""
 
     def __init__(self, cfg: TeacherConfig) -> None:
         super().__init__()
         self.cfg = cfg
         edges = band_edges(cfg.n_bins, cfg.n_bands)
         self.widths = [int(w) for w in np.diff(edges)]
+        extra, c2 = (1 if cfg.band_energy else 0), 2 * cfg.channels
         self.split = nn.ModuleList(
-            nn.Sequential(RMSNorm(2 * w), nn.Linear(2 * w, cfg.dim)) for w in self.widths
+            nn.Sequential(RMSNorm(c2 * w), nn.Linear(c2 * w + extra, cfg.dim)) for w in self.widths
         )
         self.layers = nn.ModuleList(
             nn.ModuleList([Transformer(cfg), Transformer(cfg)]) for _ in range(cfg.depth)
         )
         self.norm = RMSNorm(cfg.dim)
         hidden = cfg.dim * cfg.mask_mult
-        self.masks = nn.ModuleList(_mask_head(cfg.dim, hidden, cfg.n_stems, w) for w in self.widths)
+        self.masks = nn.ModuleList(
+            _mask_head(cfg.dim, hidden, cfg.n_stems * cfg.channels, w) for w in self.widths
+        )
 
     def forward(self, ri: Tensor) -> Tensor:
-        b, _, f, t = ri.shape
-        if f != self.cfg.n_bins:
-            raise ValueError(f"expected {self.cfg.n_bins} frequency bins, got {f}")
-        x = ri.permute(0, 3, 2, 1)  # (B, T, F, 2)
+        b, c2, f, t = ri.shape
+        if f != self.cfg.n_bins or c2 != 2 * self.cfg.channels:
+            raise ValueError(f"expected [B, {2 * self.cfg.channels}, {self.cfg.n_bins}, T] "
+                             f"spectra, got {list(ri.shape)}")  # fmt: skip
+        x = ri.permute(0, 3, 2, 1)  # (B, T, F, 2C)
         bands, start = [], 0
         for w, proj in zip(self.widths, self.split, strict=True):
-            bands.append(proj(x[:, :, start : start + w].reshape(b, t, 2 * w)))
+            band = x[:, :, start : start + w].reshape(b, t, c2 * w)
+            feat = proj[0](band)  # type: ignore[index]
+            if self.cfg.band_energy:  # the level RMSNorm takes away, as log10 RMS (about -3..1)
+                level = 0.5 * torch.log10(band.pow(2).mean(-1, keepdim=True) + 1e-8)
+                feat = torch.cat((feat, level), dim=-1)
+            bands.append(proj[1](feat))  # type: ignore[index]
             start += w
         h = torch.stack(bands, dim=2)  # (B, T, K, D)
         k, d = h.shape[2], h.shape[3]
@@ -193,24 +216,35 @@ class BandSplitRoformer(nn.Module):
             h = band_block(h.reshape(b * t, k, d)).view(b, t, k, d)
         h = self.norm(h)
         s = self.cfg.n_stems
-        masks = [head(h[:, :, i]).view(b, t, s, 2, w) for i, (head, w) in
+        masks = [head(h[:, :, i]).view(b, t, s, c2, w) for i, (head, w) in
                  enumerate(zip(self.masks, self.widths, strict=True))]  # fmt: skip
-        return torch.cat(masks, dim=-1).permute(0, 2, 3, 4, 1)  # (B, S, 2, F, T)
+        out = torch.cat(masks, dim=-1).permute(0, 2, 3, 4, 1)  # (B, S, 2C, F, T)
+        if self.cfg.consistent:  # spread what the masks miss of (1 + 0j) equally over the stems
+            one = torch.tensor([1.0, 0.0] * self.cfg.channels, dtype=out.dtype, device=out.device)
+            out = out + (one.view(1, 1, c2, 1, 1) - out.sum(dim=1, keepdim=True)) / s
+        return out
 
 
-def _mask_head(dim: int, hidden: int, n_stems: int, width: int) -> nn.Module:
-    """Band features ``[..., D]`` -> (re, im) masks of ``n_stems`` stems for ``width`` bins."""
+def _mask_head(dim: int, hidden: int, n_masks: int, width: int) -> nn.Module:
+    """Band features ``[..., D]`` -> ``n_masks`` (re, im) masks for ``width`` bins."""
     return nn.Sequential(
         RMSNorm(dim), nn.Linear(dim, hidden), nn.Tanh(),
-        nn.Linear(hidden, 2 * n_stems * 2 * width), nn.GLU(dim=-1),
+        nn.Linear(hidden, 2 * n_masks * 2 * width), nn.GLU(dim=-1),
     )  # fmt: skip
 
 
+def spec_input(spec: Tensor) -> Tensor:
+    """Complex mixture spectra ``[B, C, F, T]`` -> the graph's input ``[B, 2C, F, T]``."""
+    b, c, f, t = spec.shape
+    return torch.stack((spec.real, spec.imag), dim=2).reshape(b, 2 * c, f, t)
+
+
 def apply_masks(masks: Tensor, spec: Tensor) -> Tensor:
-    """Complex masks ``[B, S, 2, F, T]`` times the mixture spectrum ``[B, F, T]`` (complex) ->
-    stem spectra ``[B, S, F, T]`` (complex)."""
-    m = torch.complex(masks[:, :, 0], masks[:, :, 1])
-    return m * spec[:, None]
+    """Complex masks ``[B, S, 2C, F, T]`` times the mixture spectra ``[B, C, F, T]`` (complex)
+    -> stem spectra ``[B, S, C, F, T]`` (complex)."""
+    b, s, c2, f, t = masks.shape
+    m = masks.view(b, s, c2 // 2, 2, f, t)
+    return torch.complex(m[:, :, :, 0], m[:, :, :, 1]) * spec[:, None]
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -5,15 +5,17 @@ Same library API as :class:`engine.runtime.separator.Separator` (``separate``, `
 
     song (array or file, read block by block) ─ segments of 48 s overlapping by 2 s
       per segment [C, n] @ rate ─ resample ─ [C, n48]
-        every channel on its own (the stereo image is kept), in the model folder's windows
-        (3 s overlapping 0.75 s in the shipped teacher), B windows of any channels per call:
-          numpy STFT (n_fft 2048, the model's hop)          [B, F, T] complex
-          teacher.onnx on (re, im)                          [B, 2, F, T] -> masks [B, 4, 2, F, T]
-          stems = complex mask x mixture spectrum           [B, 4, F, T]
+        channel groups of the model's channel count M (a stereo teacher, M = 2: the stereo
+        pair; 5.1 as three pairs; a mono file on both inputs, the two outputs averaged; a mono
+        teacher, M = 1: every channel on its own), in the model folder's windows (3 s
+        overlapping 0.75 s in the shipped teacher), B windows of any groups per call:
+          numpy STFT (n_fft 2048, the model's hop)          [B, M, F, T] complex
+          teacher.onnx on (re, im)                          [B, 2M, F, T] -> masks [B, 4, 2M, F, T]
+          stems = complex mask x mixture spectrum           [B, 4, M, F, T]
           mixture consistency: the residual mix - sum(stems) goes to each stem in proportion to
           its power in that bin ("power") or in equal shares ("equal", the unweighted
           projection), as the model folder says, so the four spectra add up to the mixture's
-          numpy iSTFT                                       [B, 4, W]
+          numpy iSTFT                                       [B, 4, M, W]
         crossfaded overlap-add ─ back to ``rate`` ─ exact length ─ the residual that resampling
         leaves, shared equally
       segments crossfaded; finished blocks yielded (``stream``) or collected (``separate``)
@@ -79,39 +81,54 @@ class TeacherModel:
         self.overlap: int = int(inference["overlap_samples"])
         self.consistency: str = str(inference.get("consistency", "power"))
         self.stems: tuple[str, ...] = tuple(self.config["stems"])
-        if self.stems != STEMS or self.window % self.hop or self.consistency not in WEIGHTINGS:
+        self.channels: int = int(self.config.get("teacher", {}).get("channels", 1))
+        if (self.stems != STEMS or self.window % self.hop or self.consistency not in WEIGHTINGS
+                or self.channels not in (1, 2)):  # fmt: skip
             raise StemtokError(f"{self.folder}: unsupported teacher layout; re-export it")
         self.device = resolve_device(device)
         self.session = create_session(self.folder / GRAPH_FILE, self.device, threads)
 
     def masks(self, ri: np.ndarray) -> np.ndarray:
-        """Mixture STFT (re, im) ``[B, 2, F, T]`` -> complex masks ``[B, 4, 2, F, T]``."""
+        """Mixture STFT (re, im) ``[B, 2M, F, T]`` -> complex masks ``[B, 4, 2M, F, T]``."""
         (out,) = self.session.run(None, {"mix_spec": np.ascontiguousarray(ri, np.float32)})
         masks: np.ndarray = out
         return masks
 
     def spectra(self, x: np.ndarray, consistent: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Mono windows ``[B, N]`` (``N`` a multiple of the hop) -> (mixture spectra
-        ``[B, F, T]``, stem spectra ``[B, 4, F, T]``), complex64."""
-        spec = features.stft(x, self.n_fft, self.hop)  # (B, F, T)
-        m = self.masks(np.stack((spec.real, spec.imag), axis=1))  # (B, S, 2, F, T)
-        est = (m[:, :, 0] + np.complex64(1j) * m[:, :, 1]) * spec[:, None]  # (B, S, F, T)
+        """Windows ``[B, M, N]`` of the model's ``M`` channels (a mono model also takes
+        ``[B, N]``; ``N`` a multiple of the hop) -> (mixture spectra ``[B, M, F, T]``, stem
+        spectra ``[B, 4, M, F, T]``), complex64 (without the ``M`` axis for ``[B, N]``)."""
+        flat = x.ndim == 2
+        x3 = x[:, None] if flat else x
+        b, c, n = x3.shape
+        if c != self.channels:
+            raise StemtokError(f"this teacher takes {self.channels} channel(s), got {c}")
+        spec = features.stft(x3.reshape(b * c, n), self.n_fft, self.hop)
+        spec = spec.reshape(b, c, *spec.shape[1:])  # (B, M, F, T)
+        ri = np.stack((spec.real, spec.imag), axis=2).reshape(b, 2 * c, *spec.shape[2:])
+        m = self.masks(ri)  # (B, S, 2M, F, T)
+        m = m.reshape(b, m.shape[1], c, 2, *m.shape[3:])
+        est = (m[:, :, :, 0] + np.complex64(1j) * m[:, :, :, 1]) * spec[:, None]  # (B, S, M, F, T)
         if consistent:
             est = mixture_consistent(est, spec, self.consistency)
+        if flat:
+            return spec[:, 0], est[:, :, 0].astype(np.complex64)
         return spec, est.astype(np.complex64)
 
     def separate_windows(self, x: np.ndarray, consistent: bool = True) -> np.ndarray:
-        """Mono 48-kHz signals ``[B, N]`` -> stems ``[B, 4, N]`` (padded to the hop inside)."""
+        """48-kHz windows ``[B, M, N]`` (a mono model also takes ``[B, N]``) -> stems
+        ``[B, 4, M, N]`` (``[B, 4, N]``), padded to the hop inside."""
         n = x.shape[-1]
-        padded = np.pad(np.asarray(x, np.float32), ((0, 0), (0, (-n) % self.hop)))
+        pad = [(0, 0)] * (x.ndim - 1) + [(0, (-n) % self.hop)]
+        padded = np.pad(np.asarray(x, np.float32), pad)
         _, est = self.spectra(padded, consistent)
-        b, s, f, t = est.shape
-        wave = features.istft(est.reshape(b * s, f, t), padded.shape[-1], self.n_fft, self.hop)
-        return wave.reshape(b, s, -1)[..., :n]
+        f, t = est.shape[-2:]
+        wave = features.istft(est.reshape(-1, f, t), padded.shape[-1], self.n_fft, self.hop)
+        return wave.reshape(*est.shape[:-2], -1)[..., :n]
 
 
 def mixture_consistent(est: np.ndarray, spec: np.ndarray, weighting: str = "power") -> np.ndarray:
-    """Stem spectra ``[B, S, F, T]`` corrected so they sum to the mixture ``[B, F, T]``.
+    """Stem spectra ``[B, S, ...]`` corrected so they sum to the mixture ``[B, ...]``.
 
     ``"power"``: the residual goes to each stem in proportion to its power in the bin (equally
     where all are silent); ``"equal"``: each stem gets the same share (the unweighted
@@ -224,19 +241,35 @@ class TeacherSeparator:
         return out
 
     def _run(self, x: np.ndarray, progress: FractionProgress, cancel: Cancel | None) -> np.ndarray:
-        """48-kHz ``[C, N]`` -> stems ``[4, C, N]``: windows of every channel, batched."""
+        """48-kHz ``[C, N]`` -> stems ``[4, C, N]``: windows of every channel group, batched."""
         m = self.model
         c, n = x.shape
         p = win.plan(n, m.window, m.overlap)
-        olas = [win.OverlapAdd(p, (len(STEMS),), m.overlap) for _ in range(c)]
-        jobs = [(ch, k) for ch in range(c) for k in range(p.n_windows)]
+        groups = channel_groups(c, m.channels)
+        olas = [win.OverlapAdd(p, (len(STEMS), m.channels), m.overlap) for _ in groups]
+        jobs = [(g, k) for g in range(len(groups)) for k in range(p.n_windows)]
+        parts = [x[group] for group in groups]  # (M, N) each
         for first in range(0, len(jobs), self.batch):
             if cancel is not None and cancel():
                 raise Cancelled("separation cancelled")
             batch = jobs[first : first + self.batch]
-            windows = np.stack([win.cut(x[ch], p, k, 1)[0] for ch, k in batch])  # (B, W)
-            out = m.separate_windows(windows)  # (B, 4, W)
-            for (ch, k), y in zip(batch, out, strict=True):
-                olas[ch].add(k, y)
+            windows = np.stack([win.cut(parts[g], p, k, 1)[0] for g, k in batch])  # (B, M, W)
+            out = m.separate_windows(windows)  # (B, 4, M, W)
+            for (g, k), y in zip(batch, out, strict=True):
+                olas[g].add(k, y)
             progress((first + len(batch)) / len(jobs))
-        return np.stack([o.result() for o in olas], axis=1)
+        stems = np.zeros((len(STEMS), c, n), np.float32)
+        for group, ola in zip(groups, olas, strict=True):
+            y = ola.result()  # (4, M, N)
+            for j, ch in enumerate(group):
+                stems[:, ch] += y[:, j] / group.count(ch)
+        return stems
+
+
+def channel_groups(n_channels: int, model_channels: int) -> list[list[int]]:
+    """Which input channels go through a teacher of ``model_channels`` together: each on its own
+    for a mono teacher; for a stereo one consecutive pairs (L/R, and C/LFE, Ls/Rs of 5.1), a
+    lone last channel (a mono file) on both inputs, its two outputs averaged."""
+    if model_channels == 1:
+        return [[c] for c in range(n_channels)]
+    return [[c, c + 1 if c + 1 < n_channels else c] for c in range(0, n_channels, 2)]

@@ -35,18 +35,26 @@ def _cache_key(track: Track) -> str:
 
 def mono_stems(track: Track, rate: int = MODEL_RATE) -> np.ndarray:
     """The four stems of ``track`` as mono float32 ``[4, N]`` at ``rate``."""
+    return track_stems(track, 1, rate)[:, 0]
+
+
+def track_stems(track: Track, channels: int, rate: int = MODEL_RATE) -> np.ndarray:
+    """The four stems of ``track`` as float32 ``[4, channels, N]`` at ``rate``: ``1`` is the mean
+    of the channels, ``2`` the first two (a mono file on both)."""
     audio = track.load(STEMS)
     out = []
     for stem in STEMS:
-        x = audio.stems[stem].mean(axis=0, keepdims=True)
+        x = audio.stems[stem]
+        x = x.mean(axis=0, keepdims=True) if channels == 1 else x[[0, min(1, len(x) - 1)]]
         if audio.rate != rate:
             x = resample(x, audio.rate, rate)
-        out.append(x[0])
+        out.append(x)
     return np.stack(out).astype(np.float32)
 
 
 class StemBank:
-    """Mono stems of every song of one split, memory-mapped from a float16 cache.
+    """Mono (or, with ``channels=2``, stereo) stems of every song of one split, memory-mapped
+    from a float16 cache.
 
     Parameters
     ----------
@@ -56,6 +64,8 @@ class StemBank:
         Folder for ``<split>/<song>-<key>.npy``; the key changes when a source file changes.
     progress
         Optional ``callback(done, total)`` while the cache is built.
+    channels
+        1: songs ``[4, N]`` (mono); 2: ``[4, 2, N]`` (stereo, cached as ``...-stereo.npy``).
     """
 
     def __init__(
@@ -64,8 +74,9 @@ class StemBank:
         split: str | None,
         cache: Path,
         progress: Callable[[int, int], None] | None = None,
+        channels: int = 1,
     ):
-        self.root, self.split = Path(root), split
+        self.root, self.split, self.channels = Path(root), split, channels
         self.folder = cache / (split or "all")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.names: list[str] = []
@@ -91,28 +102,30 @@ class StemBank:
         return added
 
     def _add(self, track: Track) -> None:
-        path = self.folder / f"{track.name}-{_cache_key(track)}.npy"
+        suffix = "" if self.channels == 1 else "-stereo"
+        path = self.folder / f"{track.name}-{_cache_key(track)}{suffix}.npy"
         if not path.is_file():
             tmp = path.with_suffix(".tmp.npy")
-            np.save(tmp, mono_stems(track).astype(np.float16))
+            stems = track_stems(track, self.channels)
+            np.save(tmp, (stems[:, 0] if self.channels == 1 else stems).astype(np.float16))
             os.replace(tmp, path)
         self.songs.append(np.load(path, mmap_mode="r"))
         self.names.append(track.name)
 
     @property
     def lengths(self) -> np.ndarray:
-        return np.array([s.shape[1] for s in self.songs], dtype=np.int64)
+        return np.array([s.shape[-1] for s in self.songs], dtype=np.int64)
 
     @property
     def seconds(self) -> float:
         return float(self.lengths.sum()) / MODEL_RATE
 
     def crop(self, song: int, start: int, n: int) -> np.ndarray:
-        """``[4, n]`` float32 from ``start`` (zero-padded past the end)."""
+        """``[4, n]`` (stereo: ``[4, 2, n]``) float32 from ``start`` (zero-padded past the end)."""
         src = self.songs[song]
-        part = np.asarray(src[:, start : start + n], dtype=np.float32)
-        if part.shape[1] < n:
-            part = np.pad(part, ((0, 0), (0, n - part.shape[1])))
+        part = np.asarray(src[..., start : start + n], dtype=np.float32)
+        if part.shape[-1] < n:
+            part = np.pad(part, [(0, 0)] * (part.ndim - 1) + [(0, n - part.shape[-1])])
         return part
 
 

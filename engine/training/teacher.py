@@ -1,19 +1,21 @@
 """Training recipe of the discriminative teacher (``stemtok train teacher``).
 
-One step, on a batch of mono crops of all four stems of a song:
+One step, on a batch of crops (stereo for a stereo teacher, mono for a mono one) of all four
+stems of a song:
 
 1. augmentation as for the LM's data (``engine.data.augment``): with probability 0.5 the batch
    is first remixed across songs (each example's four stems from four different songs), then
    every stem gets a gain in x[0.5, 1.5], a 10 % polarity flip and a 7-band EQ; the mixture is
    the sum of the augmented stems;
 2. the STFT of the mixture (n_fft 2048, the config's hop) goes through the band-split RoFormer,
-   which returns a complex mask per stem; stem spectra = mask x mixture spectrum, inverted by the
-   iSTFT;
+   which returns a complex mask per stem and channel (summing to 1 over the stems); stem
+   spectra = mask x mixture spectrum, inverted by the iSTFT;
 3. loss: L1 between estimated and true waveforms, L1 between their complex spectra at the
    model's resolution (n_fft 2048), and L1 between magnitudes at a short resolution (512/128)
    for transients. BS-RoFormer's recipe uses five magnitude resolutions; on a CPU the other
    four cost more than the model itself (measured: 3.3 s of a 4.3 s forward pass), so they
-   are left out.
+   are left out. Optionally (``compressed_weight``) L1 between power-law compressed complex
+   spectra (|X|^0.3), which weighs quiet bins more than the plain spectral L1.
 
 Validation: SI-SDR per stem on a fixed batch of the ``valid`` split, beside the mixture's own
 SI-SDR (the floor). Runs are resumable, stop at ``max_steps`` or a time budget, and end by
@@ -36,7 +38,13 @@ from engine.data import augment
 from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.codec_losses import magnitude
-from engine.models.roformer import BandSplitRoformer, TeacherConfig, apply_masks, save_teacher
+from engine.models.roformer import (
+    BandSplitRoformer,
+    TeacherConfig,
+    apply_masks,
+    save_teacher,
+    spec_input,
+)
 from engine.training import common
 from engine.training.codec_data import StemBank, rms_db
 
@@ -48,13 +56,14 @@ MR_RESOLUTIONS: tuple[tuple[int, int], ...] = ((512, 128),)  # fine time; the mo
 class TeacherTrainConfig:
     """Optimiser, data and budget of a teacher run."""
 
-    lr: float = 5e-4
+    lr: float = 1e-3
     weight_decay: float = 0.01
     warmup: int = 100
     final_lr_ratio: float = 0.05
     batch_size: int = 4
     crop_seconds: float = 3.0
     remix_prob: float = 0.5
+    compressed_weight: float = 0.0  # L1 of power-law compressed spectra (|X|^0.3, phase kept)
     grad_clip: float = 5.0
     max_steps: int = 100_000
     minutes: float | None = None
@@ -76,8 +85,8 @@ def with_overrides(tcfg: TeacherTrainConfig, **kw: Any) -> TeacherTrainConfig:
 
 # --------------------------------------------------------------------------- data
 class SongCrops:
-    """Random crops ``[4, N]`` of all stems of a song (songs drawn by length, silent mixtures
-    mostly skipped)."""
+    """Random crops ``[4, C, N]`` of all stems of a song (songs drawn by length, silent mixtures
+    mostly skipped; ``C`` the bank's channels)."""
 
     def __init__(self, bank: StemBank, n: int, rng: np.random.Generator) -> None:
         self.bank, self.n, self.rng = bank, n, rng
@@ -91,17 +100,16 @@ class SongCrops:
             crop = self.bank.crop(song, start, self.n)
             if rms_db(crop.sum(axis=0)) > -45.0:
                 break
-        return crop
+        return crop if crop.ndim == 3 else crop[:, None]
 
     def batch(self, size: int, remix_prob: float) -> tuple[np.ndarray, np.ndarray]:
-        """Augmented ``(stems [B, 4, N], mixtures [B, N])``."""
-        raw = np.stack([self.crop()[:, None] for _ in range(size)])  # (B, 4, 1, N)
-        stems, mix = augment.augment_batch(raw, self.rng, remix_prob=remix_prob)
-        return stems[:, :, 0], mix[:, 0]
+        """Augmented ``(stems [B, 4, C, N], mixtures [B, C, N])``."""
+        raw = np.stack([self.crop() for _ in range(size)])  # (B, 4, C, N)
+        return augment.augment_batch(raw, self.rng, remix_prob=remix_prob)
 
 
 def fixed_valid(bank: StemBank, n: int, items: int, seed: int = 1234) -> np.ndarray:
-    """A deterministic validation batch ``[items, 4, N]`` (no augmentation)."""
+    """A deterministic validation batch ``[items, 4, C, N]`` (no augmentation)."""
     rng = np.random.default_rng(seed)
     sampler = SongCrops(bank, n, rng)
     return np.stack([sampler.crop() for _ in range(items)])
@@ -109,34 +117,45 @@ def fixed_valid(bank: StemBank, n: int, items: int, seed: int = 1234) -> np.ndar
 
 # --------------------------------------------------------------------------- model step
 def separate_batch(model: BandSplitRoformer, mix: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """Mixtures ``[B, N]`` -> (stem waveforms ``[B, 4, N]``, stem spectra ``[B, 4, F, T]``)."""
+    """Mixtures ``[B, C, N]`` (``C`` the model's channels) -> (stem waveforms ``[B, 4, C, N]``,
+    stem spectra ``[B, 4, C, F, T]``)."""
     cfg = model.cfg
-    spec = codec_dsp.stft(mix, cfg.n_fft, cfg.hop)
-    masks = model(torch.stack((spec.real, spec.imag), dim=1))
-    est = apply_masks(masks, spec)
-    b, s, f, t = est.shape
-    wave = codec_dsp.istft(est.reshape(b * s, f, t), mix.shape[-1], cfg.n_fft, cfg.hop)
-    return wave.view(b, s, -1), est
+    b, c, n = mix.shape
+    spec = codec_dsp.stft(mix.reshape(b * c, n), cfg.n_fft, cfg.hop)
+    spec = spec.view(b, c, *spec.shape[1:])
+    est = apply_masks(model(spec_input(spec)), spec)
+    s, f, t = est.shape[1], est.shape[3], est.shape[4]
+    wave = codec_dsp.istft(est.reshape(b * s * c, f, t), n, cfg.n_fft, cfg.hop)
+    return wave.view(b, s, c, n), est
+
+
+def compress(spec: torch.Tensor, power: float = 0.3) -> torch.Tensor:
+    """Power-law compressed complex spectrum ``|X|^power * X / |X|`` (quiet bins count more)."""
+    return spec * (spec.abs() + 1e-6).pow(power - 1.0)
 
 
 def losses(
-    model: BandSplitRoformer, stems: torch.Tensor, mix: torch.Tensor
+    model: BandSplitRoformer, stems: torch.Tensor, mix: torch.Tensor, compressed_weight: float = 0.0
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its parts for true stems ``[B, 4, N]`` and mixtures ``[B, N]``."""
+    """Total loss and its parts for true stems ``[B, 4, C, N]`` and mixtures ``[B, C, N]``."""
     cfg = model.cfg
     wave, est = separate_batch(model, mix)
-    b, s, n = stems.shape
-    ref_spec = codec_dsp.stft(stems.reshape(b * s, n), cfg.n_fft, cfg.hop).view(est.shape)
+    n = stems.shape[-1]
+    ref_spec = codec_dsp.stft(stems.reshape(-1, n), cfg.n_fft, cfg.hop).view(est.shape)
     time_l1 = (wave - stems).abs().mean()
     spec_l1 = torch.view_as_real(est - ref_spec).abs().mean()
     mr = []
     for n_fft, hop in MR_RESOLUTIONS:
-        e = magnitude(codec_dsp.stft(wave.reshape(b * s, n), n_fft, hop))
-        r = magnitude(codec_dsp.stft(stems.reshape(b * s, n), n_fft, hop))
+        e = magnitude(codec_dsp.stft(wave.reshape(-1, n), n_fft, hop))
+        r = magnitude(codec_dsp.stft(stems.reshape(-1, n), n_fft, hop))
         mr.append((e - r).abs().mean())
     mr_l1 = torch.stack(mr).mean()
     total = time_l1 + spec_l1 + mr_l1
     parts = {"time_l1": time_l1, "spec_l1": spec_l1, "mr_l1": mr_l1}
+    if compressed_weight > 0:
+        comp_l1 = torch.view_as_real(compress(est) - compress(ref_spec)).abs().mean()
+        total = total + compressed_weight * comp_l1
+        parts["comp_l1"] = comp_l1
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
@@ -165,9 +184,13 @@ def evaluate(model: BandSplitRoformer, valid: np.ndarray) -> dict[str, Any]:
         keep = active[:, i]
         if not bool(keep.any()):
             continue
-        ref = stems[keep, i]
-        out["si_sdr"][stem] = round(float(si_sdr_db(wave[keep, i], ref).mean()), 2)
-        out["mixture_si_sdr"][stem] = round(float(si_sdr_db(mix[keep], ref).mean()), 2)
+        k = int(keep.sum())
+        ref = stems[keep, i].reshape(k, -1)  # the channels one after the other
+        est = wave[keep, i].reshape(k, -1)
+        out["si_sdr"][stem] = round(float(si_sdr_db(est, ref).mean()), 2)
+        out["mixture_si_sdr"][stem] = round(
+            float(si_sdr_db(mix[keep].reshape(k, -1), ref).mean()), 2
+        )
     for key in ("si_sdr", "mixture_si_sdr"):
         if out[key]:
             out[key]["avg"] = round(float(np.mean(list(out[key].values()))), 2)
@@ -190,14 +213,14 @@ class TeacherTrainer:
                                      weight_decay=tcfg.weight_decay)  # fmt: skip
         self.step, self.elapsed = 0, 0.0
         split = "train" if (data / "train").is_dir() else None
-        bank = StemBank(data, split, out / "cache")
+        bank = StemBank(data, split, out / "cache", channels=cfg.channels)
         if not bank.songs:
             raise StemtokError(f"{data}: no training songs")
         log.line(f"data: {len(bank.songs)} training songs, {bank.seconds / 60:.1f} min")
         self.crops = SongCrops(bank, tcfg.segment, self.np_rng)
         self.valid: np.ndarray | None = None
         if (data / "valid").is_dir():
-            vbank = StemBank(data, "valid", out / "cache")
+            vbank = StemBank(data, "valid", out / "cache", channels=cfg.channels)
             if vbank.songs:
                 self.valid = fixed_valid(vbank, tcfg.segment, tcfg.valid_items)
 
@@ -210,7 +233,7 @@ class TeacherTrainer:
 
     def restore(self, path: Path) -> None:
         state = common.load_checkpoint(path, self.device)
-        if TeacherConfig(**state["teacher_config"]) != self.cfg:
+        if TeacherConfig.from_dict(state["teacher_config"]) != self.cfg:
             raise StemtokError(f"{path}: the checkpoint is of another teacher config (use --fresh)")
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
@@ -227,7 +250,7 @@ class TeacherTrainer:
         stems, mix = self.crops.batch(tc.batch_size, tc.remix_prob)
         total, parts = losses(
             self.model, torch.from_numpy(stems).to(self.device),
-            torch.from_numpy(mix).to(self.device),
+            torch.from_numpy(mix).to(self.device), tc.compressed_weight,
         )  # fmt: skip
         self.opt.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
@@ -308,22 +331,30 @@ def separate_song(
     model: BandSplitRoformer, audio: np.ndarray, rate: int, chunk_s: float = 6.0,
     fade_s: float = 0.5,
 ) -> dict[str, np.ndarray]:  # fmt: skip
-    """Separate ``[C, N]`` at ``rate`` channel by channel (torch, for research and evaluation;
-    the product runs the exported graph) -> ``{stem: [C, N]}`` at ``rate``."""
+    """Separate ``[C, N]`` at ``rate`` (torch, for research and evaluation; the product runs the
+    exported graph) -> ``{stem: [C, N]}`` at ``rate``. The channels go through the model in
+    groups of its channel count
+    (:func:`engine.runtime.teacher.channel_groups`)."""
     from engine.audio import resample
     from engine.chunks import process_in_chunks
+    from engine.runtime.teacher import channel_groups
 
     model.eval()
     x = audio if rate == MODEL_RATE else resample(audio, rate, MODEL_RATE)
+    hop, n_ch = model.cfg.hop, model.cfg.channels
 
-    def one(piece: np.ndarray) -> np.ndarray:
+    def one(piece: np.ndarray) -> np.ndarray:  # (C_m, n) -> (4 * C_m, n)
         n = piece.shape[-1]
-        padded = np.pad(piece, (0, (-n) % model.cfg.hop)).astype(np.float32)
+        padded = np.pad(piece, ((0, 0), (0, (-n) % hop))).astype(np.float32)
         out: np.ndarray = separate_batch(model, torch.from_numpy(padded)[None])[0][0].numpy()
-        return out[:, :n]
+        return out[..., :n].reshape(-1, n)
 
     chunk, fade = round(chunk_s * MODEL_RATE), round(fade_s * MODEL_RATE)
-    stems = np.stack([process_in_chunks(one, ch, chunk, fade) for ch in x], axis=1)  # (4, C, N)
+    stems = np.zeros((len(STEMS), *x.shape), np.float32)
+    for group in channel_groups(x.shape[0], n_ch):
+        y = process_in_chunks(one, x[group], chunk, fade).reshape(len(STEMS), len(group), -1)
+        for j, ch in enumerate(group):
+            stems[:, ch] += y[:, j] / group.count(ch)
     if rate != MODEL_RATE:
         stems = np.stack([resample(s, MODEL_RATE, rate) for s in stems])
     n = audio.shape[-1]
