@@ -1,15 +1,17 @@
 """Measurements behind docs/teacher-report.md (each subcommand prints JSON and can write it).
 
-    .venv/bin/python scripts/teacher_report.py curves runs/teacher-small docs/teacher-report/curves.png
+    .venv/bin/python scripts/teacher_report.py curves runs/teacher-stereo docs/teacher-report/curves.png \
+        --compare runs/teacher-small-mono-v1
     .venv/bin/python scripts/teacher_report.py windows data/synth-full --split valid \
         --model resources/models/teacher --seconds 20 --json docs/teacher-report/windows.json
     .venv/bin/python scripts/teacher_report.py vad data/synth-full --split test \
         --model resources/models/teacher --json docs/teacher-report/vad.json
 
-``curves``: training loss and validation SI-SDR per stem against the step. ``windows``: SI-SDR
-per stem of the exported teacher with inference windows of 3, 6 and 12 s (training crops are
-3 s) on the first ``--seconds`` of every song, each with the residual of the mixture
-consistency shared by stem power or equally. ``vad``: the vocal segments the pseudo-labeller
+``curves``: training loss and validation SI-SDR per stem against the step (``--compare``: the
+average of another run, dashed). ``windows``: SI-SDR per stem of the exported teacher with
+inference windows of 3, 6 and 12 s (training crops are 3 s) on the first ``--seconds`` of every
+song, each with the residual of the mixture consistency shared by stem power or equally (only
+equally for a teacher whose masks sum to 1: there is no residual to share). ``vad``: the vocal segments the pseudo-labeller
 keeps from the teacher's vocals against those found in the true vocals (time overlap).
 """
 
@@ -30,14 +32,14 @@ from engine.runtime.teacher import TeacherSeparator
 
 
 def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
-    """SI-SDR in dB of mono-averaged ``[C, N]`` signals (zero-mean)."""
-    e, r = est.mean(axis=0).astype(np.float64), ref.mean(axis=0).astype(np.float64)
+    """SI-SDR in dB of ``[C, N]`` signals, the channels one after the other (zero-mean)."""
+    e, r = est.reshape(-1).astype(np.float64), ref.reshape(-1).astype(np.float64)
     e, r = e - e.mean(), r - r.mean()
     target = (e @ r) / (r @ r + 1e-12) * r
     return float(10 * np.log10((target @ target + 1e-12) / ((e - target) @ (e - target) + 1e-12)))
 
 
-def curves(run: Path, out: Path) -> dict[str, Any]:
+def curves(run: Path, out: Path, compare: Path | None = None) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -52,6 +54,11 @@ def curves(run: Path, out: Path) -> dict[str, Any]:
     for stem in (*STEMS, "avg"):
         b.plot([r["step"] for r in valid], [r["valid"]["si_sdr"].get(stem) for r in valid],
                label=stem, lw=1.6 if stem == "avg" else 0.9, marker="o", ms=2)  # fmt: skip
+    if compare is not None:
+        old = [json.loads(x) for x in (compare / "metrics.jsonl").read_text().splitlines()]
+        old = [r for r in old if "valid" in r]
+        b.plot([r["step"] for r in old], [r["valid"]["si_sdr"]["avg"] for r in old], ls="--",
+               color="black", lw=1.0, label=f"avg, {compare.name}")  # fmt: skip
     floor = valid[-1]["valid"]["mixture_si_sdr"]["avg"] if valid else None
     if floor is not None:
         b.axhline(floor, color="grey", ls="--", lw=0.8, label="mixture (avg)")
@@ -67,7 +74,9 @@ def windows(data: Path, split: str, model: Path, seconds: float) -> dict[str, An
     hop = sep.model.hop
     out: dict[str, Any] = {}
     tracks = list_tracks(data, split)
-    runs = [(w, c) for c in ("power", "equal") for w in (3.0, 6.0, 12.0)]
+    consistent = bool(sep.model.config["teacher"].get("consistent", False))
+    weightings = ("equal",) if consistent else ("power", "equal")
+    runs = [(w, c) for c in weightings for w in (3.0, 6.0, 12.0)]
     for win_s, weighting in runs:
         sep.model.window = round(win_s * 48000 / hop) * hop
         sep.model.overlap = min(48000, sep.model.window // 4)
@@ -128,6 +137,7 @@ def main() -> None:
     c = sub.add_parser("curves")
     c.add_argument("run", type=Path)
     c.add_argument("out", type=Path)
+    c.add_argument("--compare", type=Path, help="another run whose validation average to draw")
     for name in ("windows", "vad"):
         s = sub.add_parser(name)
         s.add_argument("data", type=Path)
@@ -137,7 +147,7 @@ def main() -> None:
         s.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.cmd == "curves":
-        result = curves(args.run, args.out)
+        result = curves(args.run, args.out, args.compare)
     elif args.cmd == "windows":
         result = windows(args.data, args.split, args.model, args.seconds)
     else:
