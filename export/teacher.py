@@ -6,7 +6,9 @@ Folder layout (what :mod:`engine.runtime.teacher` reads)::
                         -> complex masks "masks" [B, 4, 2M, F, T]; float32, opset 17, B and T
                         dynamic (M = 2 for a stereo teacher, 1 for a mono one)
     model_config.json   "kind": "teacher", schema, the teacher's sizes, STFT and rate, the
-                        inference window, sha256 of every file, the parity figures measured at
+                        inference window, the mixture-consistency weighting and the rounds of
+                        the multichannel Wiener filter the runtime applies after the masks
+                        (``wiener_iterations``), sha256 of every file, the parity figures measured at
                         export, and where the weights came from
 
 Parity (recorded under ``parity``, checked before the folder is moved into place), on windows
@@ -54,6 +56,8 @@ Echo = Callable[[str], None]
 WINDOW_S = 3.0
 OVERLAP_S = 0.75
 CONSISTENCY = "equal"
+#: Rounds of the multichannel Wiener filter after the masks (chosen on the validation split).
+WIENER_ITERATIONS = 1
 MASK_TOL = 1e-3
 STEM_ABS_TOL = 1e-3
 SNR_MIN_DB = 60.0
@@ -137,7 +141,7 @@ def export_graph(model: BandSplitRoformer, path: Path) -> None:
 
 def model_config(
     model: BandSplitRoformer, folder: Path, window_s: float, overlap_s: float, name: str,
-    consistency: str = "power",
+    consistency: str = "power", wiener_iterations: int = 0,
 ) -> dict[str, Any]:  # fmt: skip
     """The ``model_config.json`` content (without parity figures and source) for the graph in
     ``folder``, for a model folder called ``name``."""
@@ -163,6 +167,7 @@ def model_config(
             "window_samples": window,
             "overlap_samples": round(overlap_s * MODEL_RATE),
             "consistency": consistency,
+            "wiener_iterations": wiener_iterations,
             "channels": "stereo pairs (a mono file on both inputs)"
             if cfg.channels == 2
             else "each channel separated on its own",
@@ -267,7 +272,7 @@ def _audio_48k(path: Path | None, channels: int) -> np.ndarray | None:
 def export_teacher(
     source: Path, out: Path, *, overwrite: bool = False, parity_audio: Path | None = None,
     window_s: float = WINDOW_S, overlap_s: float = OVERLAP_S, consistency: str = CONSISTENCY,
-    echo: Echo = _stderr,
+    wiener_iterations: int = WIENER_ITERATIONS, echo: Echo = _stderr,
 ) -> dict[str, Any]:  # fmt: skip
     """Export, check parity, and move the folder to ``out``; returns ``model_config.json``."""
     if out.exists() and not overwrite:
@@ -283,7 +288,8 @@ def export_teacher(
     try:
         t0 = time.perf_counter()
         export_graph(model, tmp / GRAPH_FILE)
-        config = model_config(model, tmp, window_s, overlap_s, out.name, consistency)
+        config = model_config(model, tmp, window_s, overlap_s, out.name, consistency,
+                              wiener_iterations)  # fmt: skip
         write_config(tmp, config)
         echo(f"exported {GRAPH_FILE} in {time.perf_counter() - t0:.1f} s; checking parity")
         channels = model.cfg.channels

@@ -58,6 +58,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         default=Path("resources/demo/demo.flac"),
         help="song whose windows the parity check uses (noise when missing)",
     )
+    p.add_argument(
+        "--wiener",
+        type=int,
+        metavar="N",
+        help="teacher only: rounds of the multichannel Wiener filter the folder asks the runtime "
+        "for (default: the choice in docs/teacher-report.md; 0 turns it off)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
@@ -101,6 +108,12 @@ def _run_teacher(args: argparse.Namespace) -> int:
 
     if args.lm is not None or args.codec is not None:
         raise StemtokError("--teacher exports the teacher alone: leave out --lm and --codec")
-    export_teacher(args.teacher, args.out, overwrite=args.overwrite, parity_audio=args.parity_audio)
+    from export.teacher import WIENER_ITERATIONS
+
+    wiener: int = WIENER_ITERATIONS if args.wiener is None else args.wiener
+    if not 0 <= wiener <= 10:
+        raise StemtokError("--wiener takes 0 to 10 rounds")
+    export_teacher(args.teacher, args.out, overwrite=args.overwrite, parity_audio=args.parity_audio,
+                   wiener_iterations=wiener)  # fmt: skip
     print(args.out)
     return 0
