@@ -14,7 +14,10 @@ Folder layout (what :mod:`engine.runtime.teacher` reads)::
 Parity (recorded under ``parity``, checked before the folder is moved into place), on windows
 of real audio (``--parity-audio``) or seeded noise:
 
-- ``masks_max_abs``: onnxruntime masks vs the torch model on the same (re, im) input;
+- ``masks_max_abs``: onnxruntime masks vs the torch model on the same (re, im) input (the
+  numpy STFT of the windows), within
+  1e-3 of the largest mask value (``masks_largest``, at least 1: a trained teacher's masks
+  reach tens where the mixture bin is nearly empty, and float32 differs there in the 5th digit);
 - ``stems_snr_db`` (worst stem) and ``stems_max_abs``: the runtime path (numpy STFT, graph,
   numpy iSTFT, no mixture consistency) vs torch's ``separate_batch`` (torch STFT and iSTFT).
 
@@ -44,7 +47,6 @@ from engine.models.roformer import (
     TeacherConfig,
     count_parameters,
     load_teacher,
-    spec_input,
 )
 from engine.runtime.teacher import GRAPH_FILE, KIND, WEIGHTINGS, TeacherModel
 from engine.training.teacher import separate_batch
@@ -56,8 +58,9 @@ Echo = Callable[[str], None]
 WINDOW_S = 3.0
 OVERLAP_S = 0.75
 CONSISTENCY = "equal"
-#: Rounds of the multichannel Wiener filter after the masks (chosen on the validation split).
-WIENER_ITERATIONS = 1
+#: Rounds of the multichannel Wiener filter after the masks: 0, chosen on the validation split
+#: (1 and 2 rounds lowered the shipped teacher's SI-SDR by 0.2 dB: docs/teacher-report.md).
+WIENER_ITERATIONS = 0
 MASK_TOL = 1e-3
 STEM_ABS_TOL = 1e-3
 SNR_MIN_DB = 60.0
@@ -196,17 +199,14 @@ def parity_windows(
     return np.stack([audio[:, s : s + window] for s in starts]).astype(np.float32)
 
 
-def torch_reference(model: BandSplitRoformer, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(masks ``[B, 4, 2M, F, T]``, stems ``[B, 4, M, N]``) of torch on windows ``[B, M, N]``."""
-    from engine.models import codec_dsp
-
-    cfg = model.cfg
+def torch_reference(
+    model: BandSplitRoformer, x: np.ndarray, ri: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(masks ``[B, 4, 2M, F, T]`` of torch on the graph input ``ri`` ``[B, 2M, F, T]``, stems
+    ``[B, 4, M, N]`` of torch's own STFT path on windows ``[B, M, N]``)."""
     with torch.no_grad():
-        mix = torch.from_numpy(x)
-        b, c, n = mix.shape
-        spec = codec_dsp.stft(mix.reshape(b * c, n), cfg.n_fft, cfg.hop)
-        masks = model(spec_input(spec.view(b, c, *spec.shape[1:])))
-        wave, _ = separate_batch(model, mix)
+        masks = model(torch.from_numpy(ri))
+        wave, _ = separate_batch(model, torch.from_numpy(x))
     return masks.numpy(), wave.numpy()
 
 
@@ -217,17 +217,18 @@ def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
 
 def check(model: BandSplitRoformer, folder: Path, x: np.ndarray) -> dict[str, Any]:
     """Run the exported folder on windows ``[B, M, N]`` against torch; returns the figures."""
-    ref_masks, ref_stems = torch_reference(model, x)
     rt = TeacherModel(folder, "cpu", threads=None, verify=False)
     spec = rt.spectra(x, consistent=False)[0]  # (B, M, F, T)
     ri = np.stack((spec.real, spec.imag), axis=2).reshape(spec.shape[0], -1, *spec.shape[2:])
+    ref_masks, ref_stems = torch_reference(model, x, ri)
     masks = rt.masks(ri)
     stems = rt.separate_windows(x, consistent=False)
     return {
         "windows": int(x.shape[0]),
         "channels": int(x.shape[1]),
-        "window_seconds": round(x.shape[1] / MODEL_RATE, 3),
+        "window_seconds": round(x.shape[-1] / MODEL_RATE, 3),
         "masks_max_abs": float(np.abs(masks - ref_masks).max()),
+        "masks_largest": float(np.abs(ref_masks).max()),
         "stems_max_abs": float(np.abs(stems - ref_stems).max()),
         "stems_snr_db": {
             s: _stem_snr(ref_stems[:, i], stems[:, i], x) for i, s in enumerate(STEMS)
@@ -247,11 +248,12 @@ def verify(figures: dict[str, Any]) -> None:
     """Raise when a figure is outside its tolerance."""
     snrs = [v for v in figures["stems_snr_db"].values() if v is not None]
     worst = min(snrs) if snrs else float("inf")
-    bad = (figures["masks_max_abs"] > MASK_TOL or figures["stems_max_abs"] > STEM_ABS_TOL
+    mask_tol = MASK_TOL * max(1.0, float(figures.get("masks_largest", 1.0)))
+    bad = (figures["masks_max_abs"] > mask_tol or figures["stems_max_abs"] > STEM_ABS_TOL
            or worst < SNR_MIN_DB)  # fmt: skip
     if bad:
         raise StemtokError(f"teacher parity check failed: masks differ by "
-                           f"{figures['masks_max_abs']:.3g} (tolerance {MASK_TOL}), stems by "
+                           f"{figures['masks_max_abs']:.3g} (tolerance {mask_tol:.3g}), stems by "
                            f"{figures['stems_max_abs']:.3g} ({STEM_ABS_TOL}), worst stem SNR "
                            f"{worst:.1f} dB (needs {SNR_MIN_DB})")  # fmt: skip
 

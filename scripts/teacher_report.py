@@ -11,7 +11,8 @@
 average of another run, dashed). ``windows``: SI-SDR per stem of the exported teacher with
 inference windows of 3, 6 and 12 s (training crops are 3 s) on the first ``--seconds`` of every
 song, each with the residual of the mixture consistency shared by stem power or equally (only
-equally for a teacher whose masks sum to 1: there is no residual to share). ``vad``: the vocal segments the pseudo-labeller
+equally for a teacher whose masks sum to 1: there is no residual to share), and 3-s windows
+with 1 and 2 rounds of the multichannel Wiener filter. ``vad``: the vocal segments the pseudo-labeller
 keeps from the teacher's vocals against those found in the true vocals (time overlap).
 """
 
@@ -69,18 +70,22 @@ def curves(run: Path, out: Path, compare: Path | None = None) -> dict[str, Any]:
     return {"steps": train[-1]["step"] if train else 0, "last_valid": valid[-1] if valid else None}
 
 
-def windows(data: Path, split: str, model: Path, seconds: float) -> dict[str, Any]:
+def windows(
+    data: Path, split: str, model: Path, seconds: float, wiener: tuple[int, ...] = (0, 1, 2)
+) -> dict[str, Any]:
     sep = TeacherSeparator(model, device="cpu")
     hop = sep.model.hop
     out: dict[str, Any] = {}
     tracks = list_tracks(data, split)
     consistent = bool(sep.model.config["teacher"].get("consistent", False))
     weightings = ("equal",) if consistent else ("power", "equal")
-    runs = [(w, c) for c in weightings for w in (3.0, 6.0, 12.0)]
-    for win_s, weighting in runs:
+    runs = [(w, c, 0) for c in weightings for w in (3.0, 6.0, 12.0)]
+    runs += [(3.0, "equal", k) for k in wiener if k > 0]
+    for win_s, weighting, rounds in runs:
         sep.model.window = round(win_s * 48000 / hop) * hop
         sep.model.overlap = min(48000, sep.model.window // 4)
         sep.model.consistency = weighting
+        sep.model.wiener_iterations = rounds
         scores: dict[str, list[float]] = {s: [] for s in STEMS}
         t0 = time.perf_counter()
         for track in tracks:
@@ -91,7 +96,7 @@ def windows(data: Path, split: str, model: Path, seconds: float) -> dict[str, An
                     scores[s].append(si_sdr(est[s], audio.stems[s]))
         per = {s: round(float(np.mean(v)), 2) for s, v in scores.items() if v}
         per["avg"] = round(float(np.mean(list(per.values()))), 2)
-        key = f"{win_s:g}s, {weighting}"
+        key = f"{win_s:g}s, {weighting}, wiener {rounds}"
         out[key] = {"si_sdr": per, "wall_s": round(time.perf_counter() - t0, 1)}
         print(key, out[key], flush=True)
     return {"split": split, "songs": len(tracks), "seconds_per_song": seconds, "windows": out}

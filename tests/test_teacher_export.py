@@ -125,6 +125,11 @@ def test_parity_failure_raises() -> None:
         verify({**good, "stems_snr_db": {"vocals": 120.0, "drums": 20.0}})
     with pytest.raises(StemtokError, match="parity check failed"):
         verify({**good, "stems_max_abs": 0.1})
+    with pytest.raises(StemtokError, match="parity check failed"):
+        verify({**good, "masks_max_abs": 2e-3})
+    verify({**good, "masks_max_abs": 2e-3, "masks_largest": 30.0})  # relative to the masks' scale
+    with pytest.raises(StemtokError, match="parity check failed"):
+        verify({**good, "masks_max_abs": 0.1, "masks_largest": 30.0})
 
 
 def test_cli_exports_a_checkpoint_and_refuses_to_overwrite(
