@@ -316,12 +316,18 @@ class TeacherSeparator:
             for (g, k), y in zip(batch, out, strict=True):
                 olas[g].add(k, y)
             progress((first + len(batch)) / len(jobs))
-        stems = np.zeros((len(STEMS), c, n), np.float32)
-        for group, ola in zip(groups, olas, strict=True):
-            y = ola.result()  # (4, M, N)
-            for j, ch in enumerate(group):
-                stems[:, ch] += y[:, j] / group.count(ch)
-        return stems
+        return merge_groups(groups, [ola.result() for ola in olas], c)
+
+
+def merge_groups(groups: list[list[int]], results: list[np.ndarray], n_channels: int) -> np.ndarray:
+    """Stems ``[S, M, N]`` of each channel group -> ``[S, n_channels, N]``: every output goes to
+    its channel; a channel that filled both inputs of a group gets the mean of the two."""
+    first = results[0]
+    stems = np.zeros((first.shape[0], n_channels, first.shape[-1]), np.float32)
+    for group, y in zip(groups, results, strict=True):
+        for j, ch in enumerate(group):
+            stems[:, ch] += y[:, j] / group.count(ch)
+    return stems
 
 
 def channel_groups(n_channels: int, model_channels: int) -> list[list[int]]:

@@ -337,7 +337,7 @@ def separate_song(
     (:func:`engine.runtime.teacher.channel_groups`)."""
     from engine.audio import resample
     from engine.chunks import process_in_chunks
-    from engine.runtime.teacher import channel_groups
+    from engine.runtime.teacher import channel_groups, merge_groups
 
     model.eval()
     x = audio if rate == MODEL_RATE else resample(audio, rate, MODEL_RATE)
@@ -350,11 +350,10 @@ def separate_song(
         return out[..., :n].reshape(-1, n)
 
     chunk, fade = round(chunk_s * MODEL_RATE), round(fade_s * MODEL_RATE)
-    stems = np.zeros((len(STEMS), *x.shape), np.float32)
-    for group in channel_groups(x.shape[0], n_ch):
-        y = process_in_chunks(one, x[group], chunk, fade).reshape(len(STEMS), len(group), -1)
-        for j, ch in enumerate(group):
-            stems[:, ch] += y[:, j] / group.count(ch)
+    groups = channel_groups(x.shape[0], n_ch)
+    results = [process_in_chunks(one, x[g], chunk, fade).reshape(len(STEMS), len(g), -1)
+               for g in groups]  # fmt: skip
+    stems = merge_groups(groups, results, x.shape[0])
     if rate != MODEL_RATE:
         stems = np.stack([resample(s, MODEL_RATE, rate) for s in stems])
     n = audio.shape[-1]
