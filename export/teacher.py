@@ -74,6 +74,8 @@ def _stderr(line: str) -> None:
 def load_source(path: Path) -> tuple[BandSplitRoformer, dict[str, Any]]:
     """A teacher from a run folder, a folder with ``teacher.pt``, a checkpoint file or a
     ``teacher.pt`` file (with ``teacher_config.json`` beside it); plus where it came from."""
+    if path.is_dir() and (path / GRAPH_FILE).is_file() and not (path / CONFIG_FILE).is_file():
+        return from_graph(path), {"path": str(path), "graph": GRAPH_FILE}
     if path.is_dir():
         return load_teacher(path), _folder_info(path)
     if not path.is_file():
@@ -94,6 +96,58 @@ def load_source(path: Path) -> tuple[BandSplitRoformer, dict[str, Any]]:
     except RuntimeError as exc:
         raise StemtokError(f"{path}: weights do not fit the teacher config ({exc})") from None
     return model.eval(), _source_info(path, state)
+
+
+def from_graph(folder: Path) -> BandSplitRoformer:
+    """The torch teacher whose export is ``folder`` (``teacher.onnx`` + ``model_config.json``):
+    the inverse of :func:`export_graph`, so a shipped model can be trained further.
+
+    Parameters that kept their names are initialisers of the same name; every ``nn.Linear``
+    weight was folded into a ``MatMul`` (transposed) whose node name is the module's scope, e.g.
+    ``/layers.0.0/ff/ff.1/MatMul`` for ``layers.0.0.ff.1`` (a child's scope repeats its parent's
+    name: ``ff`` then ``ff.1``).
+    """
+    import onnx
+    from onnx import numpy_helper
+
+    meta = _read_json(folder / "model_config.json")
+    if meta.get("kind") != KIND or "teacher" not in meta:
+        raise StemtokError(f"{folder}: not an exported teacher (model_config.json kind)")
+    model = BandSplitRoformer(TeacherConfig.from_dict(meta["teacher"]))
+    graph = onnx.load(str(folder / GRAPH_FILE)).graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    wanted = model.state_dict()
+    state = {k: inits[k] for k in wanted if k in inits}
+    for node in graph.node:
+        if node.op_type == "MatMul" and len(node.input) == 2 and node.input[1] in inits:
+            key = _scope_name(node.name) + ".weight"
+            if key in wanted and key not in state:
+                state[key] = inits[node.input[1]].T
+    missing = [k for k in wanted if k not in state or state[k].shape != tuple(wanted[k].shape)]
+    if missing:
+        raise StemtokError(f"{folder}: {GRAPH_FILE} does not hold the weights of {missing[0]}")
+    model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
+    return model.eval()
+
+
+def _scope_name(node_name: str) -> str:
+    """``/layers.0.0/ff/ff.1/MatMul`` -> ``layers.0.0.ff.1`` (see :func:`from_graph`)."""
+    parts = node_name.strip("/").split("/")[:-1]
+    name = last = parts[0] if parts else ""
+    for part in parts[1:]:
+        name = name[: -len(last)] + part if part.startswith(last + ".") else f"{name}.{part}"
+        last = part
+    return name
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        meta: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise StemtokError(f"{path}: cannot read ({exc})") from None
+    return meta
 
 
 def _folder_info(folder: Path) -> dict[str, Any]:
@@ -134,18 +188,28 @@ def export_graph(model: BandSplitRoformer, path: Path) -> None:
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            model, (ri,), buf,  # type: ignore[arg-type]  # a file object is accepted too
-            input_names=["mix_spec"], output_names=["masks"],
+            model,
+            (ri,),
+            buf,  # type: ignore[arg-type]  # a file object is accepted too
+            input_names=["mix_spec"],
+            output_names=["masks"],
             dynamic_axes={"mix_spec": {0: "B", 3: "T"}, "masks": {0: "B", 4: "T"}},
-            opset_version=OPSET, dynamo=False, do_constant_folding=True,
-        )  # fmt: skip
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     path.write_bytes(buf.getvalue())
 
 
 def model_config(
-    model: BandSplitRoformer, folder: Path, window_s: float, overlap_s: float, name: str,
-    consistency: str = "power", wiener_iterations: int = 0,
-) -> dict[str, Any]:  # fmt: skip
+    model: BandSplitRoformer,
+    folder: Path,
+    window_s: float,
+    overlap_s: float,
+    name: str,
+    consistency: str = "power",
+    wiener_iterations: int = 0,
+) -> dict[str, Any]:
     """The ``model_config.json`` content (without parity figures and source) for the graph in
     ``folder``, for a model folder called ``name``."""
     cfg = model.cfg
@@ -249,13 +313,18 @@ def verify(figures: dict[str, Any]) -> None:
     snrs = [v for v in figures["stems_snr_db"].values() if v is not None]
     worst = min(snrs) if snrs else float("inf")
     mask_tol = MASK_TOL * max(1.0, float(figures.get("masks_largest", 1.0)))
-    bad = (figures["masks_max_abs"] > mask_tol or figures["stems_max_abs"] > STEM_ABS_TOL
-           or worst < SNR_MIN_DB)  # fmt: skip
+    bad = (
+        figures["masks_max_abs"] > mask_tol
+        or figures["stems_max_abs"] > STEM_ABS_TOL
+        or worst < SNR_MIN_DB
+    )
     if bad:
-        raise StemtokError(f"teacher parity check failed: masks differ by "
-                           f"{figures['masks_max_abs']:.3g} (tolerance {mask_tol:.3g}), stems by "
-                           f"{figures['stems_max_abs']:.3g} ({STEM_ABS_TOL}), worst stem SNR "
-                           f"{worst:.1f} dB (needs {SNR_MIN_DB})")  # fmt: skip
+        raise StemtokError(
+            f"teacher parity check failed: masks differ by "
+            f"{figures['masks_max_abs']:.3g} (tolerance {mask_tol:.3g}), stems by "
+            f"{figures['stems_max_abs']:.3g} ({STEM_ABS_TOL}), worst stem SNR "
+            f"{worst:.1f} dB (needs {SNR_MIN_DB})"
+        )
 
 
 def _audio_48k(path: Path | None, channels: int) -> np.ndarray | None:
@@ -272,10 +341,17 @@ def _audio_48k(path: Path | None, channels: int) -> np.ndarray | None:
 
 # --------------------------------------------------------------------------- the command
 def export_teacher(
-    source: Path, out: Path, *, overwrite: bool = False, parity_audio: Path | None = None,
-    window_s: float = WINDOW_S, overlap_s: float = OVERLAP_S, consistency: str = CONSISTENCY,
-    wiener_iterations: int = WIENER_ITERATIONS, echo: Echo = _stderr,
-) -> dict[str, Any]:  # fmt: skip
+    source: Path,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    parity_audio: Path | None = None,
+    window_s: float = WINDOW_S,
+    overlap_s: float = OVERLAP_S,
+    consistency: str = CONSISTENCY,
+    wiener_iterations: int = WIENER_ITERATIONS,
+    echo: Echo = _stderr,
+) -> dict[str, Any]:
     """Export, check parity, and move the folder to ``out``; returns ``model_config.json``."""
     if out.exists() and not overwrite:
         raise StemtokError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -290,16 +366,22 @@ def export_teacher(
     try:
         t0 = time.perf_counter()
         export_graph(model, tmp / GRAPH_FILE)
-        config = model_config(model, tmp, window_s, overlap_s, out.name, consistency,
-                              wiener_iterations)  # fmt: skip
+        config = model_config(
+            model, tmp, window_s, overlap_s, out.name, consistency, wiener_iterations
+        )
         write_config(tmp, config)
         echo(f"exported {GRAPH_FILE} in {time.perf_counter() - t0:.1f} s; checking parity")
         channels = model.cfg.channels
-        x = parity_windows(_audio_48k(parity_audio, channels),
-                           config["inference"]["window_samples"], channels=channels)  # fmt: skip
+        x = parity_windows(
+            _audio_48k(parity_audio, channels),
+            config["inference"]["window_samples"],
+            channels=channels,
+        )
         figures = check(model, tmp, x)
-        echo(f"parity: masks max abs {figures['masks_max_abs']:.3g}, stems max abs "
-             f"{figures['stems_max_abs']:.3g}, SNR dB {figures['stems_snr_db']}")  # fmt: skip
+        echo(
+            f"parity: masks max abs {figures['masks_max_abs']:.3g}, stems max abs "
+            f"{figures['stems_max_abs']:.3g}, SNR dB {figures['stems_snr_db']}"
+        )
         verify(figures)
         config["parity"] = figures
         config["source"] = info

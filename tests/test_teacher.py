@@ -13,6 +13,7 @@ import torch
 
 from app.cli import main
 from engine.data.musdb import write_track
+from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.roformer import (
     BandSplitRoformer,
@@ -196,3 +197,73 @@ def test_separate_song_keeps_rate_length_and_channels(cfg: TeacherConfig) -> Non
         assert list(out) == ["vocals", "drums", "bass", "other"]
         assert all(v.shape == shape and v.dtype == np.float32 for v in out.values())
         assert all(np.isfinite(v).all() for v in out.values())
+
+
+def test_restart_schedule_depends_on_the_step_only() -> None:
+    from engine.training.common import Schedule
+
+    s = Schedule("restarts", warmup=10, final_ratio=0.1, cycle_steps=100, cycle_decay=0.5)
+    assert s.factor(0, 0.9) == pytest.approx(0.1)  # warm-up, whatever the budget says
+    assert s.factor(10, 1.0) == pytest.approx(1.0)  # first peak even at the budget's end
+    assert s.factor(109, 0.0) == pytest.approx(0.1, abs=1e-3)  # end of the first cycle
+    assert s.factor(110, 0.0) == pytest.approx(0.5)  # second peak, halved
+    assert s.factor(10 + 100 * 10, 0.0) == pytest.approx(0.1)  # peaks never below the floor
+    assert Schedule("cosine", warmup=10, final_ratio=0.1).factor(50, 1.0) == pytest.approx(0.1)
+    with pytest.raises(StemtokError, match="unknown learning-rate schedule"):
+        Schedule("linear")
+
+
+def test_long_runs_keep_the_best_model_and_their_cpu_hours(stem_set: Path, tmp_path: Path) -> None:
+    tcfg = TeacherTrainConfig(
+        batch_size=2,
+        crop_seconds=0.5,
+        warmup=1,
+        log_every=1,
+        eval_every=1,
+        checkpoint_minutes=100.0,
+        valid_items=2,
+        valid_seconds=0.5,
+        max_steps=3,
+    )
+    out = tmp_path / "run"
+    train_teacher(TINY, tcfg, stem_set, out, progress=False, echo=None)
+    lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
+    valid = [r for r in lines if "valid" in r]
+    assert [r["step"] for r in valid] == [1, 2, 3]
+    assert all(r["cpu_s"] > 0 and "time" in r for r in lines)
+    best = json.loads((out / "best" / "best.json").read_text())
+    top = max(valid, key=lambda r: r["valid"]["score"])
+    assert best["step"] == top["step"] and best["valid"]["score"] == top["valid"]["score"]
+    assert load_teacher(out / "best").cfg == TINY
+    state = torch.load(sorted((out / "checkpoints").glob("*.pt"))[-1], weights_only=False)
+    assert state["best"] == best["valid"]["score"] and state["cpu_s"] > 0
+    # a session limit ends this invocation at once; the counters stay
+    rec = train_teacher(
+        TINY,
+        replace(tcfg, max_steps=10),
+        stem_set,
+        out,
+        progress=False,
+        echo=None,
+        session_minutes=0.0,
+    )
+    assert rec["step"] == 3
+
+
+def test_songs_added_while_training_are_picked_up(stem_set: Path, tmp_path: Path) -> None:
+    from engine.training.common import RunLog
+    from engine.training.teacher import TeacherTrainer
+
+    extra = tmp_path / "extra"
+    rng = np.random.default_rng(1)
+    write_track(extra / "train" / "a", _song(rng, 1.2), RATE, bit_depth="32f")
+    tcfg = TeacherTrainConfig(crop_seconds=0.5, valid_items=1, valid_seconds=0.5)
+    log = RunLog(tmp_path / "run")
+    trainer = TeacherTrainer(
+        TINY, tcfg, [stem_set, extra], tmp_path / "run", torch.device("cpu"), log
+    )
+    assert len(trainer.bank.songs) == 3 and trainer.valid is not None
+    write_track(extra / "train" / "b", _song(rng, 1.2), RATE, bit_depth="32f")
+    assert trainer.refresh_data() == 1 and trainer.refresh_data() == 0
+    assert len(trainer.crops.weights) == 4
+    log.close()

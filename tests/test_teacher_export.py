@@ -155,3 +155,26 @@ def test_cli_exports_a_checkpoint_and_refuses_to_overwrite(
     assert main(["export", "--out", str(out) + "3"]) == 2
     assert "--lm and --codec" in capsys.readouterr().err
     assert not (tmp_path / "m3").exists()
+
+
+def test_exported_graph_gives_back_the_torch_weights(exported: Path) -> None:
+    """``from_graph`` inverts the export, so training can go on from a shipped teacher."""
+    from export.teacher import from_graph, load_source
+
+    cfg = _cfg(exported)
+    want = tiny_teacher(0, cfg).state_dict()
+    got = from_graph(exported).state_dict()
+    assert got.keys() == want.keys()
+    for key, value in want.items():
+        torch.testing.assert_close(got[key], value, rtol=0, atol=0)
+    model, info = load_source(exported)
+    assert model.cfg == cfg and info["graph"] == "teacher.onnx"
+
+
+def test_a_folder_of_another_kind_is_not_read_as_a_teacher(tmp_path: Path) -> None:
+    from export.teacher import from_graph
+
+    (tmp_path / "teacher.onnx").write_bytes(b"")
+    (tmp_path / "model_config.json").write_text(json.dumps({"kind": "lm"}))
+    with pytest.raises(StemtokError, match="not an exported teacher"):
+        from_graph(tmp_path)

@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.train import add_run_options
+from engine.errors import StemtokError
 
 EXAMPLES = """\
 Examples:
-  stemtok train teacher --data data/synth-full --out runs/teacher-small --minutes 60
-  stemtok train teacher --data data/synth-full --out runs/teacher-small   (resumes)
+  stemtok train teacher --data data/synth-full --out runs/teacher --session-minutes 60
+  stemtok train teacher --data data/synth-full --out runs/teacher   (resumes, runs until stopped)
+  stemtok train teacher --data data/synth-full --data data/synth-s1 --out runs/teacher \\
+      --init resources/models/teacher        (two sets; start from the shipped teacher)
 """
 
 
@@ -26,16 +29,50 @@ def register_cli(tsub: argparse._SubParsersAction[Any]) -> None:
         help="train the discriminative teacher separator (band-split RoFormer)",
         description="Train the teacher on DATA (MUSDB layout: DATA/train/<song>/<stem>.wav; "
         "DATA/valid is scored by SI-SDR). Checkpoints go to OUT/checkpoints every few minutes; "
-        "OUT/train.log and OUT/metrics.jsonl hold the progress; the run ends by writing "
-        "OUT/teacher.pt. The same command again resumes.",
+        "OUT/train.log and OUT/metrics.jsonl hold the progress (with the CPU hours spent); the "
+        "best model on the validation set so far is kept in OUT/best; the run ends by writing "
+        "OUT/teacher.pt. The same command again resumes, and songs added to DATA while it runs "
+        "are picked up. The default learning-rate schedule restarts in cycles, so a run can go "
+        "on for days; stop it with Ctrl-C or kill (it writes a checkpoint first).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--config", default="small", choices=("small", "paper"))
-    p.add_argument("--data", type=Path, required=True, help="stem set (MUSDB layout)")
+    p.add_argument(
+        "--data",
+        type=Path,
+        required=True,
+        action="append",
+        help="stem set (MUSDB layout); give it again to train on several sets "
+        "(the first one's valid split is the validation set)",
+    )
+    p.add_argument(
+        "--init",
+        type=Path,
+        metavar="FOLDER",
+        help="start a new run from these weights: an exported teacher "
+        "(resources/models/teacher), a teacher.pt folder or a run",
+    )
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
-    p.add_argument("--minutes", type=float, help="stop after this much training time")
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="stop after this much training time, summed over resumes (with "
+        "--schedule cosine, the schedule spans it)",
+    )
+    p.add_argument(
+        "--session-minutes",
+        type=float,
+        help="stop this invocation after this many minutes; the next one carries on",
+    )
+    p.add_argument(
+        "--schedule",
+        choices=("restarts", "cosine"),
+        help="restarts (default): cosine cycles of --cycle-steps, each peak lower; "
+        "cosine: one cosine over --minutes / --max-steps",
+    )
+    p.add_argument("--cycle-steps", type=int, help="steps per learning-rate cycle (default 4000)")
     p.add_argument("--batch-size", type=int, help="crops per step (default 4)")
     p.add_argument("--crop-seconds", type=float, help="crop length (default 3)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
@@ -58,19 +95,46 @@ def register_cli(tsub: argparse._SubParsersAction[Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from app.commands.train import prepare_run
 
-    prepare_run(args, args.data, "data")
+    for data in args.data:
+        prepare_run(args, data, "data")
     from engine.models.roformer import TeacherConfig
     from engine.training.teacher import TeacherTrainConfig, train_teacher, with_overrides
 
     tcfg = with_overrides(
-        TeacherTrainConfig(), max_steps=args.max_steps, minutes=args.minutes,
-        batch_size=args.batch_size, crop_seconds=args.crop_seconds, lr=args.lr, seed=args.seed,
+        TeacherTrainConfig(),
+        max_steps=args.max_steps,
+        minutes=args.minutes,
+        batch_size=args.batch_size,
+        crop_seconds=args.crop_seconds,
+        lr=args.lr,
+        seed=args.seed,
         compressed_weight=args.compressed_weight,
-    )  # fmt: skip
+        schedule=args.schedule,
+        cycle_steps=args.cycle_steps,
+    )
     cfg = replace(TeacherConfig.named(args.config), channels=args.channels)
+    init = None
+    if args.init is not None:
+        from export.teacher import load_source
+
+        start, _ = load_source(args.init)
+        if start.cfg != cfg:
+            raise StemtokError(
+                f"{args.init}: a teacher of another config than --config "
+                f"{args.config} --channels {args.channels}"
+            )
+        init = start.state_dict()
     rec = train_teacher(
-        cfg, tcfg, args.data, args.out, device=args.device,
-        resume=not args.fresh, progress=not args.quiet, echo=None if args.quiet else sys.stderr,
-    )  # fmt: skip
+        cfg,
+        tcfg,
+        args.data,
+        args.out,
+        device=args.device,
+        resume=not args.fresh,
+        progress=not args.quiet,
+        echo=None if args.quiet else sys.stderr,
+        init=init,
+        session_minutes=args.session_minutes,
+    )
     print(f"{args.out}: step {rec.get('step')}, loss {rec.get('loss', float('nan')):.4f}")
     return 0

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,7 +59,7 @@ class StemBank:
     Parameters
     ----------
     root, split
-        The set and split (``list_tracks(root, split)``).
+        The set (or several sets, read as one) and split (``list_tracks(root, split)``).
     cache
         Folder for ``<split>/<song>-<key>.npy``; the key changes when a source file changes.
     progress
@@ -70,30 +70,35 @@ class StemBank:
 
     def __init__(
         self,
-        root: str | os.PathLike[str],
+        root: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
         split: str | None,
         cache: Path,
         progress: Callable[[int, int], None] | None = None,
         channels: int = 1,
     ):
-        self.root, self.split, self.channels = Path(root), split, channels
+        roots = [root] if isinstance(root, str | os.PathLike) else list(root)
+        self.roots, self.split, self.channels = [Path(r) for r in roots], split, channels
         self.folder = cache / (split or "all")
         self.folder.mkdir(parents=True, exist_ok=True)
         self.names: list[str] = []
         self.songs: list[np.ndarray] = []
         self.refresh(progress)
         if not self.songs:
-            raise StemtokError(f"{self.root}: no complete song in split '{split}'")
+            where = ", ".join(map(str, self.roots))
+            raise StemtokError(f"{where}: no complete song in split '{split}'")
 
     def refresh(self, progress: Callable[[int, int], None] | None = None) -> int:
         """Add songs that appeared since the last call (a set still being rendered); songs
         whose files are incomplete are skipped until a later call. Returns how many were added.
         """
-        tracks = [t for t in list_tracks(self.root, self.split) if t.name not in self.names]
+        tracks = [
+            (f"{root}/{t.name}", t) for root in self.roots for t in list_tracks(root, self.split)
+        ]
+        tracks = [(name, t) for name, t in tracks if name not in self.names]
         added = 0
-        for i, track in enumerate(tracks):
+        for i, (name, track) in enumerate(tracks):
             try:
-                self._add(track)
+                self._add(name, track)
                 added += 1
             except StemtokError as exc:
                 log.info("skipping %s for now: %s", track.name, exc)
@@ -101,7 +106,7 @@ class StemBank:
                 progress(i + 1, len(tracks))
         return added
 
-    def _add(self, track: Track) -> None:
+    def _add(self, name: str, track: Track) -> None:
         suffix = "" if self.channels == 1 else "-stereo"
         path = self.folder / f"{track.name}-{_cache_key(track)}{suffix}.npy"
         if not path.is_file():
@@ -110,7 +115,7 @@ class StemBank:
             np.save(tmp, (stems[:, 0] if self.channels == 1 else stems).astype(np.float16))
             os.replace(tmp, path)
         self.songs.append(np.load(path, mmap_mode="r"))
-        self.names.append(track.name)
+        self.names.append(name)
 
     @property
     def lengths(self) -> np.ndarray:

@@ -22,7 +22,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -119,12 +119,46 @@ def lr_factor(step: int, progress: float, warmup: int, final_ratio: float) -> fl
     return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * p))
 
 
+@dataclass(frozen=True)
+class Schedule:
+    """The learning-rate factor of every step.
+
+    ``cosine``: linear warm-up over ``warmup`` steps, then one cosine from 1 to ``final_ratio``
+    over the run's budget (:func:`lr_factor`). ``restarts``: the same warm-up, then cosine cycles
+    of ``cycle_steps`` steps from the cycle's peak down to ``final_ratio``, each peak
+    ``cycle_decay`` times the one before (never below ``final_ratio``): the schedule depends on
+    the step only, so a run can be resumed and extended for as long as it keeps improving.
+    """
+
+    kind: str = "cosine"
+    warmup: int = 100
+    final_ratio: float = 0.05
+    cycle_steps: int = 4000
+    cycle_decay: float = 0.7
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("cosine", "restarts"):
+            raise StemtokError(f"unknown learning-rate schedule '{self.kind}'")
+
+    def factor(self, step: int, progress: float) -> float:
+        if self.kind == "cosine" or step < self.warmup:
+            return lr_factor(step, progress, self.warmup, self.final_ratio)
+        cycle, pos = divmod(step - self.warmup, self.cycle_steps)
+        peak = max(self.cycle_decay**cycle, self.final_ratio)
+        cos = 0.5 * (1 + math.cos(math.pi * pos / self.cycle_steps))
+        return self.final_ratio + (peak - self.final_ratio) * cos
+
+
 @dataclass
 class Budget:
-    """When to stop: ``max_steps`` and/or ``minutes`` of training (summed over resumes)."""
+    """When to stop: ``max_steps`` and/or ``minutes`` of training (summed over resumes), and
+    ``session_minutes`` of wall clock for this invocation alone (the schedule does not see it:
+    the next invocation carries on where this one stopped)."""
 
     max_steps: int
     minutes: float | None = None
+    session_minutes: float | None = None
+    started: float = field(default_factory=time.monotonic)
 
     def progress(self, step: int, elapsed_s: float) -> float:
         p = step / self.max_steps
@@ -133,6 +167,9 @@ class Budget:
         return min(p, 1.0)
 
     def done(self, step: int, elapsed_s: float) -> bool:
+        session = self.session_minutes
+        if session is not None and time.monotonic() - self.started >= 60 * session:
+            return True
         return self.progress(step, elapsed_s) >= 1.0
 
 
@@ -193,3 +230,133 @@ def write_json(path: Path, obj: Any) -> None:
     tmp = path.with_suffix(path.suffix + ".tmp")
     tmp.write_text(json.dumps(obj, indent=1, default=_jsonable) + "\n")
     os.replace(tmp, path)
+
+
+class Trainer:
+    """What the shared loop (:func:`run`) drives: one run folder's model, optimiser, data and
+    counters. A subclass supplies :meth:`train_step` and :meth:`state`, and optionally
+    :meth:`validate`, :meth:`save_model` and :meth:`refresh_data`.
+
+    Counters kept across resumes (in every checkpoint): ``step``, ``elapsed`` (seconds spent in
+    optimiser steps), ``cpu_s`` (CPU seconds of the whole process, all threads, validation
+    included: what a run really cost) and ``best`` (the best validation ``score`` so far; its
+    model is kept in ``OUT/best/``).
+    """
+
+    out: Path
+    log_every: int = 10
+    eval_every: int = 100
+    checkpoint_minutes: float = 3.0
+    refresh_minutes: float = 10.0
+
+    def __init__(self) -> None:
+        self.step, self.elapsed, self.cpu_s = 0, 0.0, 0.0
+        self.best: float | None = None
+
+    def train_step(self, budget: Budget) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def validate(self) -> dict[str, Any] | None:
+        """Validation record (``score``: higher is better), or ``None`` without a valid split."""
+        return None
+
+    def save_model(self, folder: Path) -> None:
+        """The model's weights and config (what export reads) into ``folder``."""
+
+    def refresh_data(self) -> int:
+        """Pick up training songs that appeared since the start; returns how many."""
+        return 0
+
+    def step_line(self, rec: dict[str, Any]) -> str:
+        return f"step {rec['step']} loss {rec['loss']:.4f} lr {rec['lr']:.2e}"
+
+    def valid_line(self, rec: dict[str, Any]) -> str:
+        return f"valid step {self.step}: {json.dumps(rec)}"
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "step": self.step,
+            "elapsed_s": self.elapsed,
+            "cpu_s": self.cpu_s,
+            "best": self.best,
+        }
+
+    def restore_counters(self, state: dict[str, Any]) -> None:
+        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        self.cpu_s = float(state.get("cpu_s", state["elapsed_s"]))
+        self.best = state.get("best")
+
+    def checkpoint(self) -> Path:
+        return save_checkpoint(self.out, self.state() | self.counters())
+
+
+def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) -> dict[str, Any]:
+    """Train until ``budget`` is spent or the process is interrupted (Ctrl-C, SIGTERM): log
+    every ``log_every`` steps, validate every ``eval_every`` (keeping the best model in
+    ``OUT/best/``), checkpoint every ``checkpoint_minutes``, look for new songs every
+    ``refresh_minutes``; always end with a checkpoint and the last model in ``OUT``. Returns the
+    last step's record."""
+    bar = Progress(budget.max_steps if budget.max_steps < 10**9 else 0, trainer.step, progress)
+    last_ckpt = last_refresh = time.monotonic()
+    cpu0 = time.process_time()
+    rec: dict[str, Any] = {"step": trainer.step}
+
+    def tick() -> dict[str, Any]:
+        nonlocal cpu0
+        now = time.process_time()
+        trainer.cpu_s += now - cpu0
+        cpu0 = now
+        return {
+            "elapsed_s": round(trainer.elapsed, 1),
+            "cpu_s": round(trainer.cpu_s, 2),
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+        }
+
+    try:
+        while not budget.done(trainer.step, trainer.elapsed):
+            rec = trainer.train_step(budget)
+            bar.update(1, loss=rec["loss"])
+            if trainer.step % trainer.log_every == 0:
+                log.metrics(rec | tick())
+                log.line(f"{trainer.step_line(rec)} ({trainer.elapsed / 60:.1f} min)")
+            if trainer.step % trainer.eval_every == 0:
+                _validate(trainer, log, tick)
+            if time.monotonic() - last_ckpt > 60 * trainer.checkpoint_minutes:
+                tick()
+                log.line(f"checkpoint {trainer.checkpoint().name}")
+                last_ckpt = time.monotonic()
+            if time.monotonic() - last_refresh > 60 * trainer.refresh_minutes:
+                if added := trainer.refresh_data():
+                    log.line(f"data: {added} new songs")
+                last_refresh = time.monotonic()
+    finally:
+        bar.close()
+        if trainer.step > 0:
+            tick()
+            trainer.checkpoint()
+            trainer.save_model(trainer.out)
+            log.line(
+                f"saved step {trainer.step} ({trainer.elapsed / 60:.1f} min of training, "
+                f"{trainer.cpu_s / 3600:.2f} CPU hours)"
+            )
+    return rec
+
+
+def _validate(trainer: Trainer, log: RunLog, tick: Any) -> None:
+    ev = trainer.validate()
+    if ev is None:
+        return
+    log.metrics({"step": trainer.step, "valid": ev} | tick())
+    log.line(trainer.valid_line(ev))
+    score = ev.get("score")
+    if score is not None and (trainer.best is None or score > trainer.best):
+        trainer.best = float(score)
+        trainer.save_model(trainer.out / "best")
+        write_json(
+            trainer.out / "best" / "best.json",
+            {"step": trainer.step, "cpu_s": round(trainer.cpu_s, 2), "valid": ev},
+        )
+        log.line(f"best so far: {score:.2f} at step {trainer.step} -> {trainer.out / 'best'}")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
@@ -60,22 +61,33 @@ class TeacherTrainConfig:
     weight_decay: float = 0.01
     warmup: int = 100
     final_lr_ratio: float = 0.05
+    schedule: str = "restarts"  # or "cosine" over the budget (common.Schedule)
+    cycle_steps: int = 4000
+    cycle_decay: float = 0.7
     batch_size: int = 4
     crop_seconds: float = 3.0
     remix_prob: float = 0.5
     compressed_weight: float = 0.0  # L1 of power-law compressed spectra (|X|^0.3, phase kept)
     grad_clip: float = 5.0
-    max_steps: int = 100_000
+    max_steps: int = 10**9
     minutes: float | None = None
     checkpoint_minutes: float = 3.0
+    refresh_minutes: float = 10.0
     log_every: int = 10
     eval_every: int = 100
-    valid_items: int = 8
+    valid_items: int = 16
+    valid_seconds: float = 6.0
     seed: int = 0
 
     @property
     def segment(self) -> int:
         return round(self.crop_seconds * MODEL_RATE)
+
+    @property
+    def lr_schedule(self) -> common.Schedule:
+        return common.Schedule(
+            self.schedule, self.warmup, self.final_lr_ratio, self.cycle_steps, self.cycle_decay
+        )
 
 
 def with_overrides(tcfg: TeacherTrainConfig, **kw: Any) -> TeacherTrainConfig:
@@ -90,7 +102,11 @@ class SongCrops:
 
     def __init__(self, bank: StemBank, n: int, rng: np.random.Generator) -> None:
         self.bank, self.n, self.rng = bank, n, rng
-        lengths = bank.lengths.astype(np.float64)
+        self.reweight()
+
+    def reweight(self) -> None:
+        """Recompute song weights (after the bank grew)."""
+        lengths = self.bank.lengths.astype(np.float64)
         self.weights = lengths / lengths.sum()
 
     def crop(self) -> np.ndarray:
@@ -176,7 +192,7 @@ def evaluate(model: BandSplitRoformer, valid: np.ndarray) -> dict[str, Any]:
     model.eval()
     stems = torch.from_numpy(valid)
     mix = stems.sum(dim=1)
-    wave, _ = separate_batch(model, mix)
+    wave = torch.cat([separate_batch(model, part)[0] for part in mix.split(4)])
     model.train(was)
     active = torch.from_numpy(np.array([[rms_db(x) > -50.0 for x in item] for item in valid]))
     out: dict[str, Any] = {"si_sdr": {}, "mixture_si_sdr": {}}
@@ -198,38 +214,50 @@ def evaluate(model: BandSplitRoformer, valid: np.ndarray) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- trainer
-class TeacherTrainer:
-    """Model, optimiser, data and counters of one run folder."""
+class TeacherTrainer(common.Trainer):
+    """Model, optimiser, data and counters of one run folder; ``data`` is one stem set or
+    several (trained on as one; the first one's ``valid`` split is the validation set)."""
 
     def __init__(
-        self, cfg: TeacherConfig, tcfg: TeacherTrainConfig, data: Path, out: Path,
-        device: torch.device, log: common.RunLog,
-    ) -> None:  # fmt: skip
+        self,
+        cfg: TeacherConfig,
+        tcfg: TeacherTrainConfig,
+        data: Sequence[Path],
+        out: Path,
+        device: torch.device,
+        log: common.RunLog,
+    ) -> None:
+        super().__init__()
         self.cfg, self.tcfg, self.out, self.device = cfg, tcfg, out, device
+        self.log_every, self.eval_every = tcfg.log_every, tcfg.eval_every
+        self.checkpoint_minutes, self.refresh_minutes = (
+            tcfg.checkpoint_minutes,
+            tcfg.refresh_minutes,
+        )
         common.seed_everything(tcfg.seed)
         self.np_rng = np.random.default_rng(tcfg.seed)
         self.model = BandSplitRoformer(cfg).to(device).train()
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=tcfg.lr,
-                                     weight_decay=tcfg.weight_decay)  # fmt: skip
-        self.step, self.elapsed = 0, 0.0
-        split = "train" if (data / "train").is_dir() else None
-        bank = StemBank(data, split, out / "cache", channels=cfg.channels)
-        if not bank.songs:
-            raise StemtokError(f"{data}: no training songs")
-        log.line(f"data: {len(bank.songs)} training songs, {bank.seconds / 60:.1f} min")
-        self.crops = SongCrops(bank, tcfg.segment, self.np_rng)
+        self.opt = torch.optim.AdamW(
+            self.model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay
+        )
+        split = "train" if all((d / "train").is_dir() for d in data) else None
+        self.bank = StemBank(data, split, out / "cache", channels=cfg.channels)
+        log.line(f"data: {len(self.bank.songs)} training songs, {self.bank.seconds / 60:.1f} min")
+        self.crops = SongCrops(self.bank, tcfg.segment, self.np_rng)
         self.valid: np.ndarray | None = None
-        if (data / "valid").is_dir():
-            vbank = StemBank(data, "valid", out / "cache", channels=cfg.channels)
-            if vbank.songs:
-                self.valid = fixed_valid(vbank, tcfg.segment, tcfg.valid_items)
+        if (data[0] / "valid").is_dir():
+            vbank = StemBank(data[0], "valid", out / "cache", channels=cfg.channels)
+            n = round(tcfg.valid_seconds * MODEL_RATE)
+            self.valid = fixed_valid(vbank, n - n % cfg.hop, tcfg.valid_items)
 
     def state(self) -> dict[str, Any]:
         return {
-            "step": self.step, "elapsed_s": self.elapsed, "model": self.model.state_dict(),
-            "optimizer": self.opt.state_dict(), "rng": common.rng_state(self.np_rng),
-            "teacher_config": asdict(self.cfg), "train_config": asdict(self.tcfg),
-        }  # fmt: skip
+            "model": self.model.state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "rng": common.rng_state(self.np_rng),
+            "teacher_config": asdict(self.cfg),
+            "train_config": asdict(self.tcfg),
+        }
 
     def restore(self, path: Path) -> None:
         state = common.load_checkpoint(path, self.device)
@@ -238,99 +266,115 @@ class TeacherTrainer:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         common.restore_rng(state["rng"], self.np_rng)
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        self.restore_counters(state)
 
     def train_step(self, budget: common.Budget) -> dict[str, Any]:
         t0 = time.perf_counter()
         tc = self.tcfg
-        progress = budget.progress(self.step, self.elapsed)
-        lr = tc.lr * common.lr_factor(self.step, progress, tc.warmup, tc.final_lr_ratio)
+        lr = tc.lr * tc.lr_schedule.factor(self.step, budget.progress(self.step, self.elapsed))
         for group in self.opt.param_groups:
             group["lr"] = lr
         stems, mix = self.crops.batch(tc.batch_size, tc.remix_prob)
         total, parts = losses(
-            self.model, torch.from_numpy(stems).to(self.device),
-            torch.from_numpy(mix).to(self.device), tc.compressed_weight,
-        )  # fmt: skip
+            self.model,
+            torch.from_numpy(stems).to(self.device),
+            torch.from_numpy(mix).to(self.device),
+            tc.compressed_weight,
+        )
         self.opt.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
         grad = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
         self.opt.step()
         self.step += 1
         self.elapsed += time.perf_counter() - t0
-        return {"step": self.step, "lr": lr, "loss": float(total.detach()),
-                "grad_norm": float(grad), **parts}  # fmt: skip
+        return {
+            "step": self.step,
+            "lr": lr,
+            "loss": float(total.detach()),
+            "grad_norm": float(grad),
+            **parts,
+        }
 
-    def checkpoint(self) -> Path:
-        return common.save_checkpoint(self.out, self.state())
+    def step_line(self, rec: dict[str, Any]) -> str:
+        return (
+            f"step {rec['step']} loss {rec['loss']:.4f} (time {rec['time_l1']:.4f}, "
+            f"spec {rec['spec_l1']:.4f}, mr {rec['mr_l1']:.4f}) lr {rec['lr']:.2e}"
+        )
+
+    def validate(self) -> dict[str, Any] | None:
+        if self.valid is None:
+            return None
+        ev = evaluate(self.model, self.valid)
+        return ev | {"score": ev["si_sdr"].get("avg")}
+
+    def valid_line(self, rec: dict[str, Any]) -> str:
+        return f"valid step {self.step}: SI-SDR {rec['si_sdr']} (mixture {rec['mixture_si_sdr']})"
+
+    def save_model(self, folder: Path) -> None:
+        save_teacher(self.model, folder)
+
+    def refresh_data(self) -> int:
+        added = self.bank.refresh()
+        if added:
+            self.crops.reweight()
+        return added
 
 
 def train_teacher(
-    cfg: TeacherConfig, tcfg: TeacherTrainConfig, data: str | Path, out: str | Path, *,
-    device: str = "auto", resume: bool = True, progress: bool = True,
+    cfg: TeacherConfig,
+    tcfg: TeacherTrainConfig,
+    data: str | Path | Sequence[str | Path],
+    out: str | Path,
+    *,
+    device: str = "auto",
+    resume: bool = True,
+    progress: bool = True,
     echo: TextIO | None = sys.stderr,
-) -> dict[str, Any]:  # fmt: skip
-    """Train (or resume) a teacher in ``out`` on the set ``data``; returns the last record."""
-    data, out = Path(data), Path(out)
+    init: dict[str, torch.Tensor] | None = None,
+    session_minutes: float | None = None,
+) -> dict[str, Any]:
+    """Train (or resume) a teacher in ``out`` on the set(s) ``data``; returns the last record.
+
+    ``init``: weights to start from when ``out`` has no checkpoint yet (a shipped teacher's).
+    ``session_minutes``: stop this invocation after so many minutes of wall clock; the
+    schedule and the counters carry on at the next one.
+    """
+    roots = [Path(data)] if isinstance(data, str | Path) else [Path(d) for d in data]
+    out = Path(out)
     dev = common.select_device(device)
     log = common.RunLog(out, echo)
     try:
-        trainer = TeacherTrainer(cfg, tcfg, data, out, dev, log)
+        trainer = TeacherTrainer(cfg, tcfg, roots, out, dev, log)
         ckpt = common.latest_checkpoint(out) if resume else None
         if ckpt is not None:
             trainer.restore(ckpt)
-            log.line(f"resumed from {ckpt.name} (step {trainer.step})")
+            log.line(
+                f"resumed from {ckpt.name} (step {trainer.step}, "
+                f"{trainer.cpu_s / 3600:.2f} CPU hours so far)"
+            )
+        elif init is not None:
+            trainer.model.load_state_dict(init)
+            log.line("started from the given weights")
         cfg.save(out)
         common.write_json(out / TRAIN_CONFIG_FILE, asdict(tcfg))
         n_params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
         log.line(f"teacher '{cfg.name}' on {dev}, {n_params:.2f} M parameters")
         common.stop_on_sigterm()
-        return _loop(trainer, common.Budget(tcfg.max_steps, tcfg.minutes), log, progress)
+        budget = common.Budget(tcfg.max_steps, tcfg.minutes, session_minutes)
+        return common.run(trainer, budget, log, progress)
     finally:
         log.close()
-
-
-def _loop(
-    trainer: TeacherTrainer, budget: common.Budget, log: common.RunLog, progress: bool
-) -> dict[str, Any]:
-    tc = trainer.tcfg
-    bar = common.Progress(tc.max_steps, trainer.step, progress)
-    last_ckpt = time.monotonic()
-    rec: dict[str, Any] = {"step": trainer.step}
-    try:
-        while not budget.done(trainer.step, trainer.elapsed):
-            rec = trainer.train_step(budget)
-            bar.update(1, loss=rec["loss"])
-            if trainer.step % tc.log_every == 0:
-                log.metrics(rec | {"elapsed_s": trainer.elapsed})
-                log.line(
-                    f"step {trainer.step} loss {rec['loss']:.4f} (time {rec['time_l1']:.4f}, "
-                    f"spec {rec['spec_l1']:.4f}, mr {rec['mr_l1']:.4f}) lr {rec['lr']:.2e} "
-                    f"({trainer.elapsed / 60:.1f} min)"
-                )
-            if trainer.valid is not None and trainer.step % tc.eval_every == 0:
-                ev = evaluate(trainer.model, trainer.valid)
-                log.metrics({"step": trainer.step, "valid": ev})
-                log.line(f"valid step {trainer.step}: SI-SDR {ev['si_sdr']} "
-                         f"(mixture {ev['mixture_si_sdr']})")  # fmt: skip
-            if time.monotonic() - last_ckpt > 60 * tc.checkpoint_minutes:
-                log.line(f"checkpoint {trainer.checkpoint().name}")
-                last_ckpt = time.monotonic()
-    finally:
-        bar.close()
-        if trainer.step > 0:
-            trainer.checkpoint()
-            save_teacher(trainer.model, trainer.out)
-            log.line(f"saved step {trainer.step} ({trainer.elapsed / 60:.1f} min of training)")
-    return rec
 
 
 # --------------------------------------------------------------------------- whole songs
 @torch.no_grad()
 def separate_song(
-    model: BandSplitRoformer, audio: np.ndarray, rate: int, chunk_s: float = 6.0,
+    model: BandSplitRoformer,
+    audio: np.ndarray,
+    rate: int,
+    chunk_s: float = 6.0,
     fade_s: float = 0.5,
-) -> dict[str, np.ndarray]:  # fmt: skip
+) -> dict[str, np.ndarray]:
     """Separate ``[C, N]`` at ``rate`` (torch, for research and evaluation; the product runs the
     exported graph) -> ``{stem: [C, N]}`` at ``rate``. The channels go through the model in
     groups of its channel count
@@ -351,8 +395,9 @@ def separate_song(
 
     chunk, fade = round(chunk_s * MODEL_RATE), round(fade_s * MODEL_RATE)
     groups = channel_groups(x.shape[0], n_ch)
-    results = [process_in_chunks(one, x[g], chunk, fade).reshape(len(STEMS), len(g), -1)
-               for g in groups]  # fmt: skip
+    results = [
+        process_in_chunks(one, x[g], chunk, fade).reshape(len(STEMS), len(g), -1) for g in groups
+    ]
     stems = merge_groups(groups, results, x.shape[0])
     if rate != MODEL_RATE:
         stems = np.stack([resample(s, MODEL_RATE, rate) for s in stems])
