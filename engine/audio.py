@@ -26,7 +26,6 @@ from engine.constants import MAX_RATE, MIN_RATE
 from engine.errors import AudioError
 
 READ_SUFFIXES = (".wav", ".wave", ".flac", ".mp3", ".ogg", ".oga", ".aif", ".aiff", ".aifc")
-WRITE_FORMATS = ("wav", "flac", "mp3")
 #: Bit depths accepted per output format ("32f" is 32-bit float).
 BIT_DEPTHS: dict[str, tuple[str, ...]] = {
     "wav": ("8", "16", "24", "32f"),
@@ -34,8 +33,13 @@ BIT_DEPTHS: dict[str, tuple[str, ...]] = {
     "aiff": ("8", "16", "24"),
     "mp3": (),
 }
+WRITE_FORMATS = tuple(BIT_DEPTHS)
+#: The most channels each writer takes (WAV and AIFF: any number).
+MAX_CHANNELS: dict[str, int] = {"flac": 8, "mp3": 2}
+#: The sample rates the MP3 writer takes (MPEG-1, -2 and -2.5 layer III).
+MP3_RATES = (8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000)
 BLOCK_FRAMES = 1 << 18  # frames per block when streaming long files (~5 s at 48 kHz)
-_RESAMPLE_HALF_TAPS = 32
+RESAMPLE_HALF_TAPS = 32
 _MP3_DECODER_DELAY = 529  # samples the MPEG layer III synthesis filter adds at the start
 
 
@@ -367,7 +371,7 @@ def resample(audio: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     g = math.gcd(src_rate, dst_rate)
     up, down = dst_rate // g, src_rate // g
     m = max(up, down)
-    taps = signal.firwin(2 * _RESAMPLE_HALF_TAPS * m + 1, 0.97 / m, window=("kaiser", 9.0))
+    taps = signal.firwin(2 * RESAMPLE_HALF_TAPS * m + 1, 0.97 / m, window=("kaiser", 9.0))
     y = signal.resample_poly(a, up, down, axis=-1, window=taps)
     n_out = round(a.shape[1] * dst_rate / src_rate)
     if y.shape[1] < n_out:
@@ -438,6 +442,12 @@ def _check_writable(a: np.ndarray, rate: int, depth: str, p: Path) -> None:
         raise AudioError(f"{p}: nothing to write (shape {a.shape})")
     if not MIN_RATE <= rate <= MAX_RATE:
         raise AudioError(f"{p}: sample rate {rate} Hz is out of range")
+    fmt = _fmt_name(p)
+    if a.shape[0] > MAX_CHANNELS.get(fmt, a.shape[0]):
+        raise AudioError(f"{p}: {fmt.upper()} holds at most {MAX_CHANNELS[fmt]} channels, not "
+                         f"{a.shape[0]}")  # fmt: skip
+    if fmt == "mp3" and rate not in MP3_RATES:
+        raise AudioError(f"{p}: MP3 holds 8 to 48 kHz at the standard rates, not {rate} Hz")
     if not np.isfinite(a).all():
         raise AudioError(f"{p}: refusing to write NaN or infinite samples")
     if depth not in ("32f", "") and float(np.abs(a).max()) > 1.0:
@@ -450,11 +460,13 @@ def _write_file(tmp: Path, a: np.ndarray, rate: int, fmt: str, depth: str, quali
         kwargs["bit_depth"] = 32 if depth == "32f" else int(depth)
     with AudioFile(str(tmp), "w", rate, a.shape[0], **kwargs) as f:
         for i in range(0, a.shape[1], BLOCK_FRAMES):
-            f.write(_encode(a[:, i : i + BLOCK_FRAMES], depth))
+            f.write(encode_block(a[:, i : i + BLOCK_FRAMES], depth))
 
 
-def _encode(block: np.ndarray, depth: str) -> np.ndarray:
-    """Samples as pedalboard should receive them: integers for integer depths (exact)."""
+def encode_block(block: np.ndarray, depth: str) -> np.ndarray:
+    """Samples ``[C, n]`` as pedalboard's writers should receive them: float32 for MP3 (``""``)
+    and 32-bit float, integers for integer depths (rounded, so integer PCM round-trips exactly;
+    the caller keeps them within full scale)."""
     if depth in ("", "32f"):
         return np.ascontiguousarray(block, dtype=np.float32)
     bits = int(depth)

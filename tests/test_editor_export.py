@@ -11,7 +11,7 @@ from PyQt6.QtCore import QSettings
 from PyQt6.QtWidgets import QApplication
 from qt_fixtures import FakeSeparator, drop_files, qapp, settings, tone_file, wait_until
 
-from app.editor.exporter import ExportPlan, source_depth
+from app.editor.exporter import ExportPlan, run_export, source_depth
 from app.editor.player import Player
 from app.editor.session import Session
 from app.editor.window import MainWindow
@@ -89,4 +89,44 @@ def test_stem_export_for_a_daw_and_no_silent_overwrite(
     assert probe(tmp_path / "daw" / "tune-bass.mp3").rate == 44100
     with pytest.raises(StemtokError, match="at least one stem"):
         w.session.export(ExportPlan("stems", "wav", tmp_path / "daw", ()))
+    w.close()
+
+
+def test_mp3_export_of_six_channels_at_96_khz_is_stereo_48_khz_with_a_notice(
+    qapp: QApplication, settings: QSettings, tmp_path: Path
+) -> None:
+    w = window(settings, tone_file(tmp_path / "six.wav", 0.5, rate=96000, channels=6, depth="24"))
+    s = w.session
+    messages: list[str] = []
+    s.message.connect(messages.append)
+    dlg = w.export_dialog()
+    assert dlg is not None
+    dlg.format.setCurrentText("mp3")
+    assert dlg.depth_note.text() == (
+        "MP3 V0 at 48000 Hz (downmixed from 6 channels, resampled from 96000 Hz)"
+    )
+    written, warnings = run_export(ExportPlan("stems", "mp3", tmp_path / "daw", ("bass",)),
+                                   "six", s.stems, s.mixer, s.rate, s.sample_format)  # fmt: skip
+    info = probe(written[0])
+    assert (info.channels, info.rate) == (2, 48000) and abs(info.frames - 24000) <= 1
+    assert warnings == [
+        "MP3 holds 1-2 channels at 8-48 kHz: 6 channels (5.1) are downmixed to stereo and 96 kHz "
+        "is resampled to 48 kHz (WAV and FLAC keep the input as it is)"
+    ]
+    s.export(ExportPlan("remix", "mp3", tmp_path / "mix.mp3"))
+    assert probe(tmp_path / "mix.mp3").rate == 48000 and any("resampled" in m for m in messages)
+    w.close()
+
+
+def test_export_a_format_cannot_hold_is_refused_before_writing(
+    qapp: QApplication, settings: QSettings, tmp_path: Path
+) -> None:
+    w = window(settings, tone_file(tmp_path / "ten.wav", 0.2, rate=44100, channels=10))
+    dlg = w.export_dialog()
+    assert dlg is not None
+    dlg.format.setCurrentText("flac")
+    assert "FLAC holds at most 8 channels" in dlg.depth_note.text()
+    with pytest.raises(StemtokError, match="FLAC holds at most 8 channels, the input has 10"):
+        w.session.export(ExportPlan("stems", "flac", tmp_path / "daw", ("vocals",)))
+    assert not (tmp_path / "daw").exists()
     w.close()

@@ -1,4 +1,4 @@
-"""Sessions: CUDA requested on a machine without it falls back to CPU with one log line."""
+"""Sessions: CUDA requested on a machine without it falls back to CPU with one warning line."""
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ def test_cuda_falls_back_quietly_with_one_line(
     assert s.get_providers() == ["CPUExecutionProvider"]
     lines = [r.getMessage() for r in caplog.records]
     assert len(lines) == 1 and "running on CPU" in lines[0]
+    assert caplog.records[0].levelno == logging.WARNING and "CUDA was asked for" in lines[0]
     assert "onnxruntime" not in capfd.readouterr().err.lower()  # no loader pages from C++
 
 

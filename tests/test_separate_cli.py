@@ -120,3 +120,96 @@ def test_end_to_end_with_the_shipped_model(tmp_path: Path) -> None:
     assert all(s.shape == mix.shape for s in stems)
     err = np.sum((sum(stems) - mix) ** 2) / np.sum(mix.astype(np.float64) ** 2)
     assert 10 * np.log10(err + 1e-30) < -60
+
+
+def test_mp3_of_six_channels_or_96_khz_is_stereo_48_khz_with_a_notice(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.audio import probe
+
+    write_song(tmp_path / "six.wav", 0.6, 48000, 6)
+    write_song(tmp_path / "high.wav", 0.6, 96000, 2)
+    out = tmp_path / "stems"
+    base = ["--model", str(tiny_dir), "--device", "cpu", "--threads", "1", "--quiet"]
+    args = ["separate", str(tmp_path / "six.wav"), str(tmp_path / "high.wav"), "-o", str(out)]
+    assert main([*args, *base, "--format", "mp3", "--stems", "vocals"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "stemtok: six.wav: MP3 holds 1-2 channels at 8-48 kHz: 6 channels (5.1) are downmixed "
+        "to stereo (WAV and FLAC keep the input as it is)",
+        "stemtok: high.wav: MP3 holds 1-2 channels at 8-48 kHz: 96 kHz is resampled to 48 kHz "
+        "(WAV and FLAC keep the input as it is)",
+    ]
+    for song in ("six", "high"):
+        info = probe(out / song / "vocals.mp3")
+        assert (info.channels, info.rate) == (2, 48000) and abs(info.frames - 28800) <= 1
+    karaoke = tmp_path / "six-karaoke.mp3"
+    assert main(["karaoke", str(tmp_path / "six.wav"), "-o", str(karaoke), *base]) == 0
+    assert "downmixed to stereo" in capsys.readouterr().err
+    assert (probe(karaoke).channels, probe(karaoke).rate) == (2, 48000)
+
+
+def test_bad_input_and_refused_format_fail_before_the_model_loads_leaving_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def no_model(args: object) -> None:
+        raise AssertionError("the model was loaded")
+
+    monkeypatch.setattr("app.commands.separate.load_separator", no_model)
+    monkeypatch.setattr("app.commands.karaoke.load_separator", no_model)
+    write_song(tmp_path / "ten.wav", 0.2, 44100, 10)
+    (tmp_path / "bad.wav").write_bytes(b"RIFF junk")
+    out = tmp_path / "out"
+    cases = {
+        ("separate", "ten.wav", "--format", "flac"): "FLAC holds at most 8 channels, the input "
+        "has 10: use WAV or AIFF",
+        ("separate", "missing.wav"): "missing.wav: no such file or folder",
+        ("separate", "bad.wav"): "bad.wav: not a readable audio file",
+        ("separate", "ten.wav", "--format", "aiff", "--bit-depth", "32f"): "AIFF holds 8, 16 or "
+        "24 bits, not 32-bit float",
+    }
+    for (cmd, song, *more), text in cases.items():
+        code = main([cmd, str(tmp_path / song), "-o", str(out), *more])
+        one_line_error(capsys, code, text)
+        assert code == 2 and not out.exists()
+    for song, target, text in [("missing.wav", "k.wav", "no such file"),
+                               ("bad.wav", "k.wav", "not a readable audio file"),
+                               ("ten.wav", "k.ogg", "cannot write '.ogg' files")]:  # fmt: skip
+        code = main(["karaoke", str(tmp_path / song), "-o", str(tmp_path / target)])
+        one_line_error(capsys, code, text)
+
+
+def test_cuda_asked_for_without_a_gpu_is_one_warning_line(
+    tiny_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from engine.runtime import session
+
+    if session.cuda_usable():
+        pytest.skip("this machine has a working CUDA")
+    session._announce.cache_clear()
+    write_song(tmp_path / "song.wav", 0.3)
+    args = ["separate", str(tmp_path / "song.wav"), "-o", str(tmp_path / "o"), "--quiet",
+            "--model", str(tiny_dir), "--threads", "1", "--device", "cuda"]  # fmt: skip
+    assert main(args) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        "stemtok: CUDA was asked for but cannot run here (CUDA/cuDNN libraries or a GPU not "
+        "found): running on CPU"
+    ] or (len(err) == 1 and "no CUDA provider" in err[0])
+
+
+def test_readme_command_runs_twice_and_stems_keep_their_names(
+    tiny_dir: Path, tmp_path: Path
+) -> None:
+    """The README's first command (with --overwrite) works a second time; the stems land in
+    their own files whatever order --stems names them in."""
+    write_song(tmp_path / "demo.flac", 0.5)
+    base = ["separate", str(tmp_path / "demo.flac"), "--model", str(tiny_dir), "--quiet",
+            "--device", "cpu", "--threads", "1"]  # fmt: skip
+    for _ in range(2):
+        assert main([*base, "-o", str(tmp_path / "stems"), "--overwrite"]) == 0
+    assert main([*base, "-o", str(tmp_path / "two"), "--stems", "drums,vocals"]) == 0
+    for stem in ("vocals", "drums"):
+        a, _ = sf.read(tmp_path / "stems" / "demo" / f"{stem}.wav")
+        b, _ = sf.read(tmp_path / "two" / "demo" / f"{stem}.wav")
+        np.testing.assert_array_equal(a, b)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from engine.errors import StemtokError
+from engine.errors import StemtokError, install_hint
 
 EXAMPLES = """\
 Examples:
@@ -114,8 +114,8 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
     ``stemtok separate`` does; or in memory with ``--in-memory``), decode-step timing."""
     import tempfile
 
-    from app.commands.separate import StemFiles
     from engine.constants import STEMS
+    from engine.outputs import plan_output
     from engine.runtime.factory import open_separator
     from engine.runtime.sources import FileSource
 
@@ -131,12 +131,14 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
 
             sep.separate(*read_audio(song), mode=args.mode)
         else:
+            from engine.stem_writer import StemWriter
+
             source = FileSource(song)
             paths = {s: Path(tmp) / f"{s}.wav" for s in STEMS}
-            files = StemFiles(paths, source.rate, source.channels, "wav", "32f")
-            for block in sep.stream(source, mode=args.mode):
-                files.write(block)
-            files.commit(overwrite=True)
+            with StemWriter(paths, plan_output("wav", source.channels, source.rate)) as files:
+                for block in sep.stream(source, mode=args.mode):
+                    files.write(block)
+                files.commit(overwrite=True)
         elapsed = time.perf_counter() - t0
     return {
         **_decode_speed(sep), "model": str(sep.model.folder), "mode": args.mode,
@@ -179,7 +181,9 @@ def peer_child(args: argparse.Namespace) -> dict[str, Any]:
         from demucs.apply import apply_model
         from demucs.htdemucs import HTDemucs
     except ModuleNotFoundError as exc:
-        raise StemtokError("--peer needs torch and demucs: pip install demucs") from exc
+        raise StemtokError(
+            f"--peer needs torch and demucs ({install_hint('train')} demucs)"
+        ) from exc
     torch.set_num_threads(args.threads or os.cpu_count() or 1)
     audio = torch.from_numpy(test_song(args.seconds))
     t0 = time.perf_counter()

@@ -4,13 +4,16 @@ another key."""
 from __future__ import annotations
 
 import argparse
+import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from app.commands.separate import add_input_args, fit_range, load_separator
+from app.commands.separate import Bar, add_input_args, load_separator
 from engine.errors import StemtokError
+from engine.karaoke import karaoke_mix
+from engine.stem_writer import write_arrays
+
+log = logging.getLogger("stemtok.karaoke")
 
 EXAMPLES = """\
 Examples:
@@ -24,7 +27,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "karaoke",
         help="make an instrumental (optionally with a guide vocal)",
         description="Separate FILE and write drums + bass + other to OUT (format from its "
-        "suffix: .wav .flac .mp3), at the input's rate and channels.",
+        "suffix: .wav .flac .aiff .mp3), at the input's rate and channels (MP3: stereo at up "
+        "to 48 kHz, with a notice when that changes them).",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -43,34 +47,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=run)
 
 
-def karaoke_mix(
-    stems: Any, guide_db: float | None = None, semitones: float = 0.0, rate: int = 48000
-) -> np.ndarray:
-    """drums + bass + other ``[C, N]``, plus vocals at ``guide_db`` dB, key-shifted."""
-    mix: np.ndarray = stems["drums"] + stems["bass"] + stems["other"]
-    if guide_db is not None:
-        mix = mix + stems["vocals"] * np.float32(10 ** (guide_db / 20))
-    if semitones:
-        from pedalboard import Pedalboard, PitchShift
-
-        shifted = Pedalboard([PitchShift(semitones=semitones)])(mix.astype(np.float32), rate)
-        mix = np.asarray(shifted, np.float32)[:, : mix.shape[1]]
-    return mix.astype(np.float32)
-
-
 def run(args: argparse.Namespace) -> int:
-    from engine.audio import write_audio
+    from engine.audio import probe
+    from engine.outputs import format_of, plan_output
 
-    if not args.input.is_file():
-        raise StemtokError(f"{args.input}: no such file")
-    if args.out.exists() and not args.overwrite:
-        raise StemtokError(f"{args.out}: already exists (pass --overwrite to replace it)")
     if args.guide_vocal is not None and args.guide_vocal > 0:
         raise StemtokError("--guide-vocal is a level below the original: give 0 or less dB")
     if not -12 <= args.semitones <= 12:
         raise StemtokError("--semitones must lie in [-12, 12]")
-    from app.commands.separate import Bar
-
+    info = probe(args.input)  # a missing or unreadable song fails before the model loads
+    plan = plan_output(format_of(args.out), info.channels, info.rate)
+    if args.out.exists() and not args.overwrite:
+        raise StemtokError(f"{args.out}: already exists (pass --overwrite to replace it)")
+    if plan.notice:
+        log.warning("%s: %s", args.out.name, plan.notice)
     sep = load_separator(args)
     bar = Bar(args.quiet)
     try:
@@ -79,10 +69,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         bar.close()
     mix = karaoke_mix(stems, args.guide_vocal, args.semitones, stems.rate)
-    fmt = args.out.suffix.lower().lstrip(".")
-    depth = "32f" if fmt == "wav" else "24"
-    mix = fit_range(mix, depth, fmt, args.out)
-    write_audio(args.out, mix, stems.rate, bit_depth=None if fmt == "mp3" else depth,
-                overwrite=args.overwrite)  # fmt: skip
+    for line in write_arrays({"karaoke": args.out}, plan, [mix], args.overwrite):
+        log.warning("%s", line)
     print(args.out)
     return 0

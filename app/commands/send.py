@@ -74,10 +74,13 @@ def _separate(args: argparse.Namespace, audio: Any, rate: int, stems: list[str])
 
 
 def _write(result: dict[str, Any], paths: dict[str, Path], rate: int, overwrite: bool) -> None:
-    from engine.audio import write_audio
+    """The stems as 32-bit float WAV files (which hold any channel count and rate)."""
+    from engine.outputs import plan_output
+    from engine.stem_writer import write_arrays
 
-    for name, path in paths.items():
-        write_audio(path, result[name], rate, bit_depth="32f", overwrite=overwrite)
+    arrays = [result[name] for name in paths]
+    plan = plan_output("wav", arrays[0].shape[0], rate, "32f")
+    write_arrays(paths, plan, arrays, overwrite)
 
 
 class _Bar:

@@ -11,15 +11,16 @@ from typing import Any
 
 from engine.constants import STEMS
 from engine.errors import StemtokError
+from engine.outputs import FORMATS, OutputPlan
 
 EXAMPLES = """\
 Examples:
   stemtok separate song.flac -o stems                  stems/song/{vocals,drums,bass,other}.wav
   stemtok separate album/ -o stems --format flac       every song in the folder
+  stemtok separate song.wav -o stems --format mp3      MP3 (stereo at up to 48 kHz)
   stemtok separate song.mp3 -o stems --stems vocals --mode generative --seed 3
 """
 
-FORMATS = ("wav", "flac", "mp3")
 log = logging.getLogger("stemtok.separate")
 
 
@@ -38,13 +39,19 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_input_args(p)
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR", help="output folder")
-    p.add_argument("--format", choices=FORMATS, default="wav", help="output format (wav)")
+    p.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="wav",
+        help="output format (wav); mp3 holds 1-2 channels at up to 48 kHz: more channels are "
+        "downmixed to stereo and higher rates resampled, with a notice",
+    )
     p.add_argument(
         "--bit-depth",
         choices=("16", "24", "32f"),
         default=None,
-        help="wav default 32f (exact: stems add up to the input), flac default 24; integer "
-        "depths clip samples beyond full scale (with a warning)",
+        help="wav default 32f (exact: stems add up to the input), flac and aiff default 24; "
+        "integer depths and mp3 clip samples beyond full scale (with a warning)",
     )
     p.add_argument("--stems", default=",".join(STEMS), help="comma-separated subset of stems")
     p.set_defaults(func=run)
@@ -131,7 +138,8 @@ def parse_stems(text: str) -> list[str]:
 
 
 def outputs_for(song: Path, out: Path, stems: Sequence[str], fmt: str) -> dict[str, Path]:
-    return {s: out / song.stem / f"{s}.{fmt}" for s in stems}
+    """The stem files of ``song``, in :data:`STEMS` order (the order the separator yields)."""
+    return {s: out / song.stem / f"{s}.{fmt}" for s in STEMS if s in stems}
 
 
 def iter_jobs(
@@ -157,22 +165,25 @@ def load_separator(args: argparse.Namespace) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
+    from engine.outputs import output_depth
+
     stems = parse_stems(args.stems)
     if args.format == "mp3" and args.bit_depth:
-        raise StemtokError("--bit-depth applies to wav and flac, not mp3")
-    if args.format == "flac" and args.bit_depth == "32f":
-        raise StemtokError("flac holds 16 or 24 bits; use wav for 32-bit float")
+        raise StemtokError("--bit-depth applies to wav, flac and aiff, not mp3")
+    depth = output_depth(args.format, args.bit_depth)
     out = args.out.resolve()  # never take earlier results in OUTDIR for songs
     files = [f for f in find_audio(args.inputs) if out not in f.resolve().parents]
     if not files:
         raise StemtokError("no songs to separate (the only audio found is inside OUTDIR)")
     jobs = list(iter_jobs(files, args.out, stems, args.format, args.overwrite))
+    ready = check_songs(jobs, args.format, depth)  # before the model loads
+    if not ready:
+        return 1
     sep = load_separator(args)
-    depth = args.bit_depth or ("32f" if args.format == "wav" else "24")
-    failed = 0
-    for song, paths in jobs:
+    failed = len(jobs) - len(ready)
+    for song, paths, plan in ready:
         try:
-            separate_one(sep, song, paths, args, str(depth))
+            separate_one(sep, song, paths, plan, args)
         except StemtokError as exc:  # one line per bad song; the others still run
             if len(jobs) == 1:
                 raise
@@ -183,100 +194,48 @@ def run(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def check_songs(
+    jobs: Sequence[tuple[Path, dict[str, Path]]], fmt: str, depth: str
+) -> list[tuple[Path, dict[str, Path], OutputPlan]]:
+    """Each song's header read and its output planned, before any model loads: a bad song is
+    one line on stderr (the error itself when it is the only song); a changed output (an MP3
+    downmix or resampling) is one notice line."""
+    from engine.audio import probe
+    from engine.outputs import plan_output
+
+    ready = []
+    for song, paths in jobs:
+        try:
+            info = probe(song)
+            plan = plan_output(fmt, info.channels, info.rate, depth)
+        except StemtokError as exc:
+            if len(jobs) == 1:
+                raise
+            print(f"stemtok: error: {exc}", file=sys.stderr)
+            continue
+        if plan.notice:
+            log.warning("%s: %s", song.name, plan.notice)
+        ready.append((song, paths, plan))
+    return ready
+
+
 def separate_one(
-    sep: Any, song: Path, paths: dict[str, Path], args: argparse.Namespace, depth: str
+    sep: Any, song: Path, paths: dict[str, Path], plan: OutputPlan, args: argparse.Namespace
 ) -> None:
     """Stream ``song`` through the separator into its stem files (memory does not grow with
     the song: blocks are written as they are finished)."""
     from engine.runtime.sources import FileSource
+    from engine.stem_writer import StemWriter
 
     source = FileSource(song)  # a bad file fails here, before a progress bar is drawn
-    files = StemFiles(paths, source.rate, source.channels, args.format, depth)
     bar = Bar(args.quiet)
-    try:
-        blocks = sep.stream(source, stems=list(paths), mode=args.mode, seed=args.seed,
-                            progress=bar.start(song.name))  # fmt: skip
-        for block in blocks:
-            files.write(block)
-        files.commit(args.overwrite)
-    finally:
-        bar.close()
-        files.discard()
-
-
-class StemFiles:
-    """One output file per stem, written block by block to a hidden temporary file beside the
-    target and renamed over it at the end (like :func:`engine.audio.write_audio`)."""
-
-    def __init__(
-        self, paths: dict[str, Path], rate: int, channels: int, fmt: str, depth: str
-    ) -> None:
-        from pedalboard.io import AudioFile
-
-        self.paths, self.fmt, self.depth = paths, fmt, depth
-        self.tmp = {s: p.with_name(f".{p.stem}.part{p.suffix}") for s, p in paths.items()}
-        self.clipped: dict[str, float] = {}
-        kwargs: dict[str, Any] = {"quality": "V0"} if fmt == "mp3" else {}
-        if fmt != "mp3":
-            kwargs["bit_depth"] = 32 if depth == "32f" else int(depth)
-        self.files: dict[str, Any] = {}
-        for stem, tmp in self.tmp.items():
-            tmp.parent.mkdir(parents=True, exist_ok=True)
-            self.files[stem] = AudioFile(str(tmp), "w", rate, channels, **kwargs)
-
-    def write(self, block: Any) -> None:
-        """Stems ``[S, C, n]`` in the order of ``paths``."""
-        for i, (stem, f) in enumerate(self.files.items()):
-            f.write(self._encode(stem, block[i]))
-
-    def _encode(self, stem: str, x: Any) -> Any:
-        import numpy as np
-
-        if self.fmt == "wav" and self.depth == "32f":
-            return np.ascontiguousarray(x, np.float32)
-        peak = float(np.abs(x).max()) if x.size else 0.0
-        if peak > 1.0:
-            self.clipped[stem] = max(self.clipped.get(stem, 0.0), peak)
-            x = np.clip(x, -1.0, 1.0)
-        if self.fmt == "mp3":
-            return np.ascontiguousarray(x, np.float32)
-        bits = int(self.depth)
-        scale = 2.0 ** (bits - 1)
-        k = np.clip(np.round(x.astype(np.float64) * scale), -scale, scale - 1)
-        if bits == 16:
-            return np.ascontiguousarray(k, np.int16)
-        return np.ascontiguousarray(k.astype(np.int32) << 8)  # 24-bit, top-aligned
-
-    def _close(self) -> None:
-        for f in self.files.values():
-            if not f.closed:
-                f.close()
-
-    def commit(self, overwrite: bool) -> None:
-        self._close()
-        for stem, tmp in self.tmp.items():
-            if self.paths[stem].exists() and not overwrite:
-                raise StemtokError(f"{self.paths[stem]}: already exists (pass --overwrite)")
-            tmp.replace(self.paths[stem])
-        for stem, peak in self.clipped.items():
-            log.warning("%s: peak %.2f clipped to full scale (use --bit-depth 32f to keep it)",
-                        self.paths[stem], peak)  # fmt: skip
-
-    def discard(self) -> None:
-        """Close and remove what :meth:`commit` did not rename (a no-op after it)."""
-        self._close()
-        for tmp in self.tmp.values():
-            tmp.unlink(missing_ok=True)
-
-
-def fit_range(audio: Any, depth: str, fmt: str, path: Path) -> Any:
-    """Clip to full scale for integer and MP3 output (one log line when it happens)."""
-    import numpy as np
-
-    if fmt == "wav" and depth == "32f":
-        return audio
-    peak = float(np.abs(audio).max()) if audio.size else 0.0
-    if peak <= 1.0:
-        return audio
-    log.warning("%s: peak %.2f clipped to full scale (use --bit-depth 32f to keep it)", path, peak)
-    return np.clip(audio, -1.0, 1.0)
+    with StemWriter(paths, plan) as files:
+        try:
+            blocks = sep.stream(source, stems=list(paths), mode=args.mode, seed=args.seed,
+                                progress=bar.start(song.name))  # fmt: skip
+            for block in blocks:
+                files.write(block)
+        finally:
+            bar.close()
+        for line in files.commit(args.overwrite):
+            log.warning("%s", line)

@@ -13,6 +13,6 @@ API: ``engine.audio``, ``engine.runtime.separator``, ``engine.constants``, ``eng
     worker.py    background jobs on a QThreadPool with progress, time left and cancel
     session.py   the view-model: a QObject with signals, no widgets
     midi.py      MIDI-learn with mido, bindings in QSettings
-    karaoke.py   drop-to-karaoke batch queue (app.commands.karaoke.karaoke_mix)
+    karaoke.py   drop-to-karaoke batch queue (engine.karaoke.karaoke_mix)
     lanes.py, strips.py, panes.py, views.py, export_dialog.py, window.py    the widgets
 """

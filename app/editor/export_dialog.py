@@ -19,18 +19,20 @@ from PyQt6.QtWidgets import (
     QWidget,
 )
 
-from app.editor.exporter import FORMATS, ExportPlan, source_depth
+from app.editor.exporter import FORMATS, ExportPlan, output_plan
 from engine.constants import STEMS
+from engine.errors import StemtokError
 
 
 class ExportDialog(QDialog):
     """Choose what to export; :meth:`plan` is the result (tests set the widgets and call it)."""
 
     def __init__(self, song: str, folder: Path, sample_format: str, rate: int,
-                 parent: QWidget | None = None) -> None:  # fmt: skip
+                 parent: QWidget | None = None, channels: int = 2) -> None:  # fmt: skip
         super().__init__(parent)
         self.setWindowTitle("Export")
         self.song, self.sample_format, self.rate = song, sample_format, rate
+        self.channels = channels
         self.stems_mode, self.remix_mode = QRadioButton("stems"), QRadioButton("current remix")
         self.stems_mode.setChecked(True)
         group = QButtonGroup(self)
@@ -76,10 +78,19 @@ class ExportDialog(QDialog):
         form.addRow(buttons)
 
     def _note(self, *_: object) -> None:
-        fmt = self.format.currentText()
-        depth = source_depth(self.sample_format, fmt)
-        bits = "MP3 V0" if depth is None else ("32-bit float" if depth == "32f" else f"{depth}-bit")
-        self.depth_note.setText(f"{bits} at {self.rate} Hz (the source's rate)")
+        """What the chosen format will hold, or why it cannot be written."""
+        try:
+            p = output_plan(self.format.currentText(), self.channels, self.rate, self.sample_format)
+        except StemtokError as exc:
+            self.depth_note.setText(str(exc))
+            return
+        bits = {"": "MP3 V0", "32f": "32-bit float"}.get(p.depth, f"{p.depth}-bit")
+        changes = (
+            [f"downmixed from {p.in_channels} channels"] if p.channels != p.in_channels else []
+        )
+        changes += [f"resampled from {p.in_rate} Hz"] if p.rate != p.in_rate else []
+        kept = "the source's rate"
+        self.depth_note.setText(f"{bits} at {p.rate} Hz ({', '.join(changes) or kept})")
 
     def _browse(self) -> None:
         got = QFileDialog.getExistingDirectory(self, "Export into", self.target.text())

@@ -1,5 +1,6 @@
 """Export: the chosen stems into a folder (for a DAW), or the current remix into one file, as WAV,
-FLAC or MP3 at the source rate and, where the format allows, the source bit depth."""
+FLAC, AIFF or MP3 at the source rate and channels (MP3: stereo at up to 48 kHz, see
+:mod:`engine.outputs`) and, where the format allows, the source bit depth."""
 
 from __future__ import annotations
 
@@ -11,10 +12,11 @@ from typing import Literal
 import numpy as np
 
 from app.editor.mixer import Mixer
-from engine.audio import BIT_DEPTHS, write_audio
+from engine.audio import BIT_DEPTHS
 from engine.errors import StemtokError
+from engine.outputs import FORMATS, OutputPlan, plan_output
+from engine.stem_writer import write_arrays
 
-FORMATS = ("wav", "flac", "mp3")
 What = Literal["stems", "remix"]
 _DEPTH_OF = {"int8": "8", "uint8": "8", "int16": "16", "int24": "24"}
 
@@ -62,21 +64,18 @@ class ExportPlan:
             raise StemtokError(f"{taken[0]}: already exists (allow overwriting to replace it)")
 
 
-def _fit(audio: np.ndarray, depth: str | None) -> tuple[np.ndarray, bool]:
-    """Clip to full scale unless the file keeps floats; also whether anything was clipped."""
-    if depth == "32f":
-        return audio, False
-    over = bool(audio.size) and float(np.abs(audio).max()) > 1.0
-    return (np.clip(audio, -1.0, 1.0) if over else audio), over
+def output_plan(fmt: str, channels: int, rate: int, sample_format: str) -> OutputPlan:
+    """What a ``fmt`` export of a source of ``channels`` at ``rate`` stored as
+    ``sample_format`` holds (its ``notice`` says what changes), or a one-line refusal."""
+    return plan_output(fmt, channels, rate, source_depth(sample_format, fmt))
 
 
 def run_export(
     plan: ExportPlan, song: str, stems: Mapping[str, np.ndarray], mixer: Mixer | None,
     rate: int, sample_format: str,
 ) -> tuple[list[Path], list[str]]:  # fmt: skip
-    """Write ``plan``; returns the files written and warnings (e.g. clipping)."""
+    """Write ``plan``; returns the files written and warnings (a downmix, resampling, clipping)."""
     plan.check(song)
-    depth = source_depth(sample_format, plan.fmt)
     jobs: Sequence[tuple[Path, np.ndarray]]
     if plan.what == "remix":
         if mixer is None:
@@ -84,10 +83,8 @@ def run_export(
         jobs = [(plan.outputs(song)[0], mixer.render())]
     else:
         jobs = list(zip(plan.outputs(song), [stems[n] for n in plan.stems], strict=True))
-    written, warnings = [], []
-    for path, audio in jobs:
-        audio, clipped = _fit(audio, depth)
-        if clipped:
-            warnings.append(f"{path.name}: peaks above full scale were clipped")
-        written.append(write_audio(path, audio, rate, bit_depth=depth, overwrite=plan.overwrite))
-    return written, warnings
+    out = output_plan(plan.fmt, jobs[0][1].shape[0], rate, sample_format)
+    warnings = [out.notice] if out.notice else []
+    paths = {path.name: path for path, _ in jobs}
+    warnings += write_arrays(paths, out, [audio for _, audio in jobs], plan.overwrite)
+    return list(paths.values()), warnings

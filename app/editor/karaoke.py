@@ -1,7 +1,8 @@
 """Drop-to-karaoke: each dropped song is separated and written as an instrumental (optionally with
 a guide vocal and a key shift), one after another, next to the song or into a chosen folder.
 
-The mixing is :func:`app.commands.karaoke.karaoke_mix`, the same as ``stemtok karaoke``.
+The mixing is :func:`engine.karaoke.karaoke_mix`, the same as ``stemtok karaoke``; the file is
+written at the song's depth where its format holds it (:func:`app.editor.exporter.output_plan`).
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from typing import Any
 
 from PyQt6.QtCore import QObject, pyqtSignal
 
-from app.commands.karaoke import karaoke_mix
-from app.editor.exporter import _fit, source_depth
+from app.editor.exporter import output_plan
 from app.editor.worker import Task
-from engine.audio import BIT_DEPTHS, probe, read_audio, write_audio
+from engine.audio import probe, read_audio
+from engine.karaoke import karaoke_mix
+from engine.outputs import SUFFIX_FORMATS
+from engine.stem_writer import write_arrays
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class KaraokeOptions:
 def output_for(song: Path, folder: Path | None) -> Path:
     """``<song>-karaoke.<ext>`` (the song's format where stemtok writes it, else WAV), never an
     existing file: ``-2``, ``-3``, ... are added."""
-    ext = song.suffix.lower() if song.suffix.lower().lstrip(".") in BIT_DEPTHS else ".wav"
+    ext = song.suffix.lower() if song.suffix.lower() in SUFFIX_FORMATS else ".wav"
     base = (folder or song.parent) / f"{song.stem}-karaoke"
     out, n = base.with_suffix(ext), 1
     while out.exists():
@@ -40,15 +43,21 @@ def output_for(song: Path, folder: Path | None) -> Path:
     return out
 
 
-def make_karaoke(sep: Any, song: Path, opts: KaraokeOptions, progress: Any, cancel: Any) -> Path:
-    """Separate ``song`` and write its karaoke mix; returns the file written."""
+def make_karaoke(
+    sep: Any, song: Path, opts: KaraokeOptions, progress: Any, cancel: Any,
+    report: Callable[[str], None] = lambda line: None,
+) -> Path:  # fmt: skip
+    """Separate ``song`` and write its karaoke mix; returns the file written (peaks beyond full
+    scale are clipped where the format needs it, and reported by ``report``)."""
     info = probe(song)
+    out = output_for(song, opts.folder)
+    plan = output_plan(SUFFIX_FORMATS[out.suffix], info.channels, info.rate, info.sample_format)
     audio, rate = read_audio(song)
     stems = sep.separate(audio, rate, progress=progress, cancel=cancel)
     mix = karaoke_mix(stems, opts.guide_db, opts.semitones, rate)
-    out = output_for(song, opts.folder)
-    depth = source_depth(info.sample_format, out.suffix.lstrip(".").lower())
-    return write_audio(out, _fit(mix, depth)[0], rate, bit_depth=depth)
+    for line in ([plan.notice] if plan.notice else []) + write_arrays({"mix": out}, plan, [mix]):
+        report(line)
+    return out
 
 
 class KaraokeQueue(QObject):
@@ -97,7 +106,8 @@ class KaraokeQueue(QObject):
         self.current = song
 
         def job(progress: Callable[[float], None], cancel: Callable[[], bool]) -> Path:
-            return make_karaoke(self._separator(), song, opts, progress, cancel)
+            return make_karaoke(self._separator(), song, opts, progress, cancel,
+                                lambda line: self.message.emit(f"karaoke: {line}"))  # fmt: skip
 
         self.task = Task(job)
         self.task.progress.connect(lambda f, _left: self.progress.emit(song.name, f))

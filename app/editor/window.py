@@ -389,7 +389,7 @@ class MainWindow(QMainWindow):
             self._message("nothing to export yet: open a song first")
             return None
         folder = (s.source.parent if s.source else Path.home()) / f"{s.song_name}-stems"
-        dlg = ExportDialog(s.song_name, folder, s.sample_format, s.rate, self)
+        dlg = ExportDialog(s.song_name, folder, s.sample_format, s.rate, self, s.mixture.shape[0])
         dlg.accepted.connect(lambda: self._export(dlg))
         dlg.open()
         return dlg

@@ -58,19 +58,24 @@ def cuda_usable() -> bool:
 
 @functools.cache
 def _announce(device: str, chosen: str) -> None:
+    """One line, once per process: a warning when CUDA was asked for and cannot run here."""
     if chosen == "cpu" and device != "cpu":
         why = (
             "no CUDA provider in this onnxruntime"
             if _CUDA not in ort.get_available_providers()
             else "CUDA/cuDNN libraries or a GPU not found"
         )
-        log.info("running on CPU (%s requested; %s)", device, why)
+        if device == "cuda":
+            log.warning("CUDA was asked for but cannot run here (%s): running on CPU", why)
+        else:
+            log.info("running on CPU (%s requested; %s)", device, why)
     else:
         log.debug("running on %s", chosen.upper())
 
 
 def resolve_device(device: str) -> Literal["cpu", "cuda"]:
-    """Map ``auto``/``cpu``/``cuda`` to what will run here; CUDA falls back to CPU quietly."""
+    """Map ``auto``/``cpu``/``cuda`` to what will run here; CUDA falls back to the CPU (with a
+    warning when it was asked for by name)."""
     if device not in ("auto", "cpu", "cuda"):
         raise StemtokError(f"unknown device {device!r} (choose auto, cpu or cuda)")
     chosen: Literal["cpu", "cuda"] = "cuda" if device != "cpu" and cuda_usable() else "cpu"
