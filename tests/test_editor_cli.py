@@ -68,3 +68,26 @@ def test_errors_are_one_line(capsys: pytest.CaptureFixture[str], tmp_path: Path)
         main(["editor", "--help"])
     assert exit_.value.code == 0
     assert "--screenshot" in capsys.readouterr().out
+
+
+def test_no_display_is_one_line_and_exit_2(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a display Qt would abort the process (exit 134); the editor says why instead."""
+    import app.commands.editor as editor
+
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(editor.sys, "platform", "linux")
+    assert main(["editor"]) == 2
+    assert capsys.readouterr().err == (
+        "stemtok: error: the editor needs a display (none found: DISPLAY and WAYLAND_DISPLAY are "
+        "not set); for screenshots without one use --screenshot PNG, or set "
+        "QT_QPA_PLATFORM=offscreen\n"
+    )
+    monkeypatch.setenv("DISPLAY", ":4711")  # no X server there
+    assert main(["editor"]) == 2
+    assert "DISPLAY is :4711, but no X server listens there" in capsys.readouterr().err
+    assert editor.display_problem({}, "darwin") is None  # macOS and Windows need no DISPLAY
+    assert editor.display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
+    assert editor.display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None

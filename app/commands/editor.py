@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 import tempfile
 import time
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,9 +90,30 @@ def _report(win: Any) -> Callable[..., None]:
     return hook
 
 
+def display_problem(env: Mapping[str, str], platform: str = sys.platform) -> str | None:
+    """Why Qt could not open a window here (None: it should): on Linux and the BSDs a window
+    needs ``DISPLAY`` (an X server, whose local socket must exist) or ``WAYLAND_DISPLAY``, unless
+    ``QT_QPA_PLATFORM`` names a platform plugin; without one Qt aborts the process."""
+    if not platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        return None
+    if env.get("QT_QPA_PLATFORM") or env.get("WAYLAND_DISPLAY"):
+        return None
+    display = env.get("DISPLAY", "")
+    if not display:
+        return "none found: DISPLAY and WAYLAND_DISPLAY are not set"
+    local = re.fullmatch(r"(?:unix)?:(\d+)(?:\.\d+)?", display)
+    if local and not Path(f"/tmp/.X11-unix/X{local.group(1)}").exists():
+        return f"DISPLAY is {display}, but no X server listens there"
+    return None
+
+
 def run(args: argparse.Namespace) -> int:
     if args.screenshot is not None:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
+    problem = display_problem(os.environ, sys.platform)
+    if problem:
+        raise StemtokError(f"the editor needs a display ({problem}); for screenshots without one "
+                           "use --screenshot PNG, or set QT_QPA_PLATFORM=offscreen")  # fmt: skip
     if args.file is not None and not args.file.exists():
         raise StemtokError(f"{args.file}: no such file")
     try:
