@@ -6,6 +6,12 @@ do. The CLI prints it on stderr and exits non-zero; it never shows a traceback f
 """
 
 
+def install_hint(extras: str) -> str:
+    """How to add the optional packages of ``extras`` ("train", "eval"): stemtok is installed
+    from its checkout, not from PyPI, so the hint names the checkout's environment and extras."""
+    return f"in the stemtok checkout: .venv/bin/pip install '.[{extras}]'"
+
+
 class StemtokError(Exception):
     """An error caused by input or environment, with a one-line message for the user."""
 

@@ -90,3 +90,36 @@ def test_console_script_runs_without_traceback(tmp_path: Path) -> None:
     )
     assert r.returncode == 1
     assert r.stderr.strip() == f"stemtok: error: {tmp_path / 'missing.wav'}: no such file"
+
+
+def test_help_is_wrapped_to_the_terminal(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Long descriptions and examples fit an 80-column terminal (RawDescription texts included)."""
+    monkeypatch.setenv("COLUMNS", "80")
+    for command in (*COMMANDS, "send"):
+        with pytest.raises(SystemExit):
+            main([command, "--help"])
+        lines = capsys.readouterr().out.splitlines()
+        assert max(map(len, lines)) <= 80, (command, max(lines, key=len))
+    with pytest.raises(SystemExit):
+        main(["separate", "--help"])
+    text = capsys.readouterr().out
+    assert "'aligned' mode (default) keeps the input's rate" in " ".join(text.split())
+    assert "  stemtok separate song.flac -o stems\n      stems/song/" in text  # examples kept
+
+
+def test_missing_extras_name_an_install_command_that_works(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setitem(sys.modules, "torch", None)  # as if torch were not installed
+    code = main(["train", "codec", "--data", str(tmp_path), "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err
+    assert code == 2 and err == (
+        "stemtok: error: training needs torch (in the stemtok checkout: .venv/bin/pip install "
+        "'.[train]')\n"
+    )
+    sources = Path(__file__).resolve().parents[1]
+    for folder in ("app", "engine"):
+        for path in (sources / folder).rglob("*.py"):
+            assert "pip install 'stemtok[" not in path.read_text(), path

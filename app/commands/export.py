@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from engine.errors import StemtokError
+from engine.errors import StemtokError, install_hint
 
 EXAMPLES = """\
 Examples (the shipped default model; the shipped teacher):
@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import torch
     except ModuleNotFoundError as exc:
-        raise StemtokError("export needs torch and onnx: pip install 'stemtok[train]'") from exc
+        raise StemtokError(f"export needs torch and onnx ({install_hint('train')})") from exc
     torch.set_num_threads(max(1, args.threads))
     if args.teacher is not None:
         return _run_teacher(args)

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from engine.errors import StemtokError
+from engine.errors import StemtokError, install_hint
 
 
 def register(dsub: argparse._SubParsersAction[Any]) -> None:
@@ -41,7 +41,7 @@ def run_tokenize(args: argparse.Namespace) -> int:
     try:
         import torch
     except ModuleNotFoundError as exc:
-        raise StemtokError("tokenizing needs torch: pip install 'stemtok[train]'") from exc
+        raise StemtokError(f"tokenizing needs torch ({install_hint('train')})") from exc
     from engine.data.tokenize import tokenize_set
     from engine.training.common import select_device
 

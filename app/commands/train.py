@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from engine.errors import NotReadyError, StemtokError
+from engine.errors import NotReadyError, StemtokError, install_hint
 
 if TYPE_CHECKING:
     Subparsers = argparse._SubParsersAction[Any]
@@ -127,7 +127,7 @@ def prepare_run(args: argparse.Namespace, data: Path, what: str) -> None:
     try:
         import torch
     except ModuleNotFoundError as exc:
-        raise StemtokError("training needs torch: pip install 'stemtok[train]'") from exc
+        raise StemtokError(f"training needs torch ({install_hint('train')})") from exc
     from engine.training.common import latest_checkpoint
 
     if args.threads < 1:

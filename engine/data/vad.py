@@ -42,7 +42,7 @@ from typing import Any, Literal
 import numpy as np
 
 from engine.audio import as_channels_first, resample
-from engine.errors import StemtokError
+from engine.errors import StemtokError, install_hint
 
 VAD_RATE = 16_000
 FRAME = 512  # samples per silero frame at 16 kHz (32 ms)
@@ -186,7 +186,7 @@ def silero_probs(x16: np.ndarray, *, block: int = 512) -> np.ndarray:
     """Per-frame (32 ms) speech probabilities ``[T]`` of a 16-kHz mono signal ``[N]``."""
     path = silero_model_path()
     if path is None:
-        raise StemtokError("silero VAD is not installed (pip install --no-deps silero-vad)")
+        raise StemtokError(f"silero VAD is not installed ({install_hint('train')})")
     sess = _session(str(path))
     frames = _frames_with_context(np.asarray(x16, dtype=np.float32).reshape(-1))
     if path.name.endswith("_sequence.onnx"):
@@ -348,9 +348,7 @@ def resolve_method(method: Method) -> str:
     if method == "auto":
         return "silero+energy" if silero_available() else "energy"
     if method in ("silero", "silero+energy") and not silero_available():
-        raise StemtokError(
-            "silero VAD is not installed (pip install --no-deps silero-vad; needs onnxruntime)"
-        )
+        raise StemtokError(f"silero VAD is not installed ({install_hint('train')})")
     if method not in ("silero", "energy", "silero+energy"):
         raise StemtokError(f"unknown VAD method {method!r} (auto, silero, energy, silero+energy)")
     return method

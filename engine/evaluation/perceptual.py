@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from engine.audio import resample
-from engine.errors import StemtokError
+from engine.errors import StemtokError, install_hint
 
 VISQOL_RATE = 48_000
 DNSMOS_RATE = 16_000
@@ -65,9 +65,9 @@ def available() -> dict[str, str | None]:
     """``metric -> None`` when it can run, else the reason it cannot."""
     out: dict[str, str | None] = {"visqol": None, "dnsmos": None}
     if importlib.util.find_spec("visqol") is None:
-        out["visqol"] = "the visqol-python package is not installed (pip install visqol-python)"
+        out["visqol"] = f"the visqol-python package is not installed ({install_hint('eval')})"
     if dnsmos_model_path() is None:
-        out["dnsmos"] = "the speechmos package is not installed (pip install speechmos)"
+        out["dnsmos"] = f"the speechmos package is not installed ({install_hint('eval')})"
     elif importlib.util.find_spec("onnxruntime") is None:
         out["dnsmos"] = "onnxruntime is not installed"
     return out
@@ -93,7 +93,7 @@ def _visqol_api() -> Any:
         from visqol.api import VisqolApi
     except ImportError as exc:
         raise StemtokError(
-            "ViSQOL needs the visqol-python package (pip install 'stemtok[eval]')"
+            f"ViSQOL needs the visqol-python package ({install_hint('eval')})"
         ) from exc
     api = VisqolApi()
     api.create(mode="audio")
@@ -129,7 +129,7 @@ def visqol(ref: np.ndarray, est: np.ndarray, rate: int = VISQOL_RATE) -> float:
 def _dnsmos_session() -> Any:
     path = dnsmos_model_path()
     if path is None:
-        raise StemtokError("DNSMOS needs the speechmos package (pip install 'stemtok[eval]')")
+        raise StemtokError(f"DNSMOS needs the speechmos package ({install_hint('eval')})")
     import onnxruntime as ort
 
     options = ort.SessionOptions()

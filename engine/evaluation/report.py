@@ -18,6 +18,7 @@ import numpy as np
 
 from engine.audio import write_audio
 from engine.constants import STEMS
+from engine.errors import install_hint
 from engine.evaluation import figures
 from engine.evaluation.excerpt import Excerpt
 from engine.evaluation.harness import EvalRun
@@ -306,7 +307,7 @@ def render_markdown(
         lines += _md_table(t)
     lines += ["## Figures", ""]
     if not figs:
-        lines += ["No figures: matplotlib is not installed (pip install 'stemtok[eval]').", ""]
+        lines += [f"No figures: matplotlib is not installed ({install_hint('eval')}).", ""]
     lines += [f"![{label}]({_rel(p, root)})\n" for label, p in figs.items()]
     if audio:
         lines += ["## Audio excerpt", ""]

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from engine.constants import MODEL_RATE
-from engine.errors import StemtokError
+from engine.errors import StemtokError, install_hint
 
 #: the codec that ``--through-codec`` uses unless told otherwise (shipped with stemtok)
 DEFAULT_CODEC = Path(__file__).resolve().parents[2] / "resources" / "models" / "codec-small"
@@ -81,7 +81,7 @@ def _load_codec(folder: str) -> Any:
     try:
         import torch
     except ModuleNotFoundError as exc:
-        raise StemtokError("--through-codec needs torch: pip install 'stemtok[train]'") from exc
+        raise StemtokError(f"--through-codec needs torch ({install_hint('train')})") from exc
     from engine.models.codec import load_codec
 
     torch.set_num_threads(1)  # scoring runs one song per process
