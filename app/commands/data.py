@@ -60,6 +60,13 @@ def _register_synth(dsub: argparse._SubParsersAction[Any]) -> None:
         help="full: FluidSynth, drum kits, Festival; numpy: no system packages; "
         "auto: full when available",
     )
+    s.add_argument(
+        "--generator",
+        choices=("1", "2"),
+        default="2",
+        help="generator version: 1 the original songs (fixed benchmark sets), 2 produced and "
+        "mastered like records (default 2)",
+    )
     s.add_argument("--min-seconds", type=float, default=30.0, help="shortest song (default 30)")
     s.add_argument("--max-seconds", type=float, default=75.0, help="longest song (default 75)")
     s.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -91,6 +98,7 @@ def _register_bench(dsub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     s.add_argument("--backend", choices=("auto", "full", "numpy"), default="auto")
     s.add_argument("--seed", type=int, default=1000)
+    s.add_argument("--generator", choices=("1", "2"), default="2", help="generator version")
     s.add_argument("--json", type=Path, help="also write the result to this JSON file")
     s.set_defaults(func=run_bench)
 
@@ -156,7 +164,10 @@ def run_bench(args: argparse.Namespace) -> int:
     from engine.data.factory import SynthConfig
 
     result = bench_synth(
-        SynthConfig(minutes=args.minutes, seed=args.seed, backend=args.backend), jobs=args.jobs
+        SynthConfig(
+            minutes=args.minutes, seed=args.seed, backend=args.backend, version=args.generator
+        ),
+        jobs=args.jobs,
     )
     for k, v in result.items():
         print(f"{k}: {v}")
@@ -178,6 +189,7 @@ def run_synth(args: argparse.Namespace) -> int:
         backend=args.backend,
         min_seconds=args.min_seconds,
         max_seconds=args.max_seconds,
+        version=args.generator,
     )
     bar = _Bar(disable=args.quiet)
     try:

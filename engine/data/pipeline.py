@@ -17,7 +17,16 @@ from typing import Any
 
 import numpy as np
 
-from engine.data import drumkit, midi_import, numpy_synth, production, render, songwriter, vad
+from engine.data import (
+    drumkit,
+    midi_import,
+    numpy_synth,
+    production,
+    record,
+    render,
+    songwriter,
+    vad,
+)
 from engine.data import vocals as vocal_render
 from engine.data.song import Part, SongSpec
 
@@ -110,8 +119,14 @@ def _dry_vocals(tracks: list[tuple[Part, np.ndarray]]) -> np.ndarray:
     return np.sum(voc, axis=0) if voc else np.zeros(n, np.float32)
 
 
-def render_song(spec: SongSpec, *, rate: int, seed: int, backend: str) -> RenderedSong:
-    """Render every part, produce the stems and detect where the vocals sing."""
+def render_song(
+    spec: SongSpec, *, rate: int, seed: int, backend: str, version: str = "1"
+) -> RenderedSong:
+    """Render every part, produce the stems and detect where the vocals sing.
+
+    ``version`` is the generator version: "1" mixes with :func:`production.produce`, "2" with
+    :func:`record.produce_record` (wider chains, sidechain, convolution reverbs, mastering).
+    """
     sounds = choose_sounds(seed, backend)
     clock = [time.process_time()]
     tracks: list[tuple[Part, np.ndarray]] = []
@@ -123,7 +138,12 @@ def render_song(spec: SongSpec, *, rate: int, seed: int, backend: str) -> Render
         tracks.append((part, audio))
         made_by.append(how)
     clock.append(time.process_time())
-    prod = production.produce(tracks, rate=rate, seed=seed, tempo=spec.tempo)
+    if version == "1":
+        prod = production.produce(tracks, rate=rate, seed=seed, tempo=spec.tempo)
+    else:
+        prod = record.produce_record(
+            tracks, rate=rate, seed=seed, tempo=spec.tempo, genre=spec.style
+        )
     clock.append(time.process_time())
     activity = vad.detect(_dry_vocals(tracks), rate, cfg=VAD_CONFIG)
     clock.append(time.process_time())

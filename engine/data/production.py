@@ -25,6 +25,15 @@ rounded stems, which is on the same grid and under full scale, so a 24-bit write
 ``k / 2**23`` to the integer ``k`` stores stems and mixture without error and
 ``mixture == sum(stems)`` holds bit for bit after reading them back.
 
+Generator version 2 (:mod:`engine.data.record`) replaces the last step by a mix bus with glue
+compression and a limiter that bring the song to a drawn commercial loudness (BS.1770
+integrated, -14 to -7 LUFS) while the mixture stays the exact sum of the stems: the compressor
+and limiter gain curves are computed from the mixture (the limiter also watching every stem),
+multiplied into ONE shared time-varying gain ``g(t)``, and every stem is multiplied by ``g(t)``
+(``sum_i g s_i = g sum_i s_i``); the stems are then rounded to the 24-bit grid as above and the
+mixture is defined as the sum of the rounded stems. Nothing non-linear runs on the sum itself.
+See :mod:`engine.data.mixbus`. Version 1 below is unchanged.
+
 Every random choice comes from one ``numpy`` Generator seeded per song, so a song renders the
 same every time. :func:`produce` returns a :class:`Production` whose ``chain`` records what was
 applied (song-level room and master gain, one small dict per track) for the manifest.
