@@ -19,6 +19,7 @@ keeps from the teacher's vocals against those found in the true vocals (time ove
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import time
 from pathlib import Path
@@ -40,7 +41,21 @@ def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
     return float(10 * np.log10((target @ target + 1e-12) / ((e - target) @ (e - target) + 1e-12)))
 
 
-def curves(run: Path, out: Path, compare: Path | None = None) -> dict[str, Any]:
+def cpu_hours(row: dict[str, Any]) -> float:
+    """CPU hours a metrics record was written at (``cpu_s``; older records: ``cpu_h``, or the
+    training time of a run that counted no CPU time)."""
+    if "cpu_s" in row:
+        return float(row["cpu_s"]) / 3600
+    return float(row.get("cpu_h", row.get("elapsed_s", 0.0) / 3600))
+
+
+def curves(
+    run: Path, out: Path, compare: Path | None = None, start_cpu_h: float = 0.0
+) -> dict[str, Any]:
+    """The whole history of a run folder (every resumed invocation appends to its
+    ``metrics.jsonl``): training loss and validation SI-SDR per stem against CPU hours, a
+    dotted line where a run was resumed. ``start_cpu_h``: CPU hours spent on the weights the
+    run started from (``--init``)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,25 +64,61 @@ def curves(run: Path, out: Path, compare: Path | None = None) -> dict[str, Any]:
     rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
     train = [r for r in rows if "loss" in r]
     valid = [r for r in rows if "valid" in r]
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.6))
-    a.plot([r["step"] for r in train], [r["loss"] for r in train], lw=0.8)
-    a.set(xlabel="step", ylabel="training loss", title="loss (time + spectral + MR L1)")
+    resumes = [cpu_hours(b) for a, b in itertools.pairwise(train) if _resumed(a, b)]
+    x = [start_cpu_h + cpu_hours(r) for r in train]
+    xv = [start_cpu_h + cpu_hours(r) for r in valid]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
+    a.plot(x, [r["loss"] for r in train], lw=0.5)
+    a.set(xlabel="CPU hours", ylabel="training loss", title="loss (time + spectral + MR L1)")
     for stem in (*STEMS, "avg"):
-        b.plot([r["step"] for r in valid], [r["valid"]["si_sdr"].get(stem) for r in valid],
-               label=stem, lw=1.6 if stem == "avg" else 0.9, marker="o", ms=2)  # fmt: skip
+        b.plot(
+            xv,
+            [r["valid"]["si_sdr"].get(stem) for r in valid],
+            label=stem,
+            lw=1.6 if stem == "avg" else 0.8,
+        )
     if compare is not None:
         old = [json.loads(x) for x in (compare / "metrics.jsonl").read_text().splitlines()]
         old = [r for r in old if "valid" in r]
-        b.plot([r["step"] for r in old], [r["valid"]["si_sdr"]["avg"] for r in old], ls="--",
-               color="black", lw=1.0, label=f"avg, {compare.name}")  # fmt: skip
+        b.plot(
+            [cpu_hours(r) for r in old],
+            [r["valid"]["si_sdr"]["avg"] for r in old],
+            ls="--",
+            color="black",
+            lw=1.0,
+            label=f"avg, {compare.name}",
+        )
+    for ax in (a, b):
+        for h in resumes:
+            ax.axvline(start_cpu_h + h, color="grey", ls=":", lw=0.7)
     floor = valid[-1]["valid"]["mixture_si_sdr"]["avg"] if valid else None
     if floor is not None:
         b.axhline(floor, color="grey", ls="--", lw=0.8, label="mixture (avg)")
-    b.set(xlabel="step", ylabel="SI-SDR (dB)", title="validation (8 fixed 3-s crops)")
-    b.legend(fontsize=7)
+    b.set(xlabel="CPU hours", ylabel="SI-SDR (dB)", title="validation SI-SDR per stem")
+    b.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
-    return {"steps": train[-1]["step"] if train else 0, "last_valid": valid[-1] if valid else None}
+    best = max(valid, key=lambda r: r["valid"]["si_sdr"].get("avg", -99.0)) if valid else None
+    return {
+        "steps": train[-1]["step"] if train else 0,
+        "cpu_hours": round(start_cpu_h + (cpu_hours(train[-1]) if train else 0.0), 2),
+        "resumes": len(resumes),
+        "last_valid": valid[-1] if valid else None,
+        "best_valid": best,
+    }
+
+
+def _resumed(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether record ``b`` was written by a later invocation than ``a`` (steps went back, or
+    more than ten minutes passed between them)."""
+    return b["step"] <= a["step"] or (
+        "time" in a and "time" in b and _gap_s(a["time"], b["time"]) > 600
+    )
+
+
+def _gap_s(a: str, b: str) -> float:
+    fmt = "%Y-%m-%dT%H:%M:%S"
+    return time.mktime(time.strptime(b, fmt)) - time.mktime(time.strptime(a, fmt))
 
 
 def windows(
@@ -143,6 +194,12 @@ def main() -> None:
     c.add_argument("run", type=Path)
     c.add_argument("out", type=Path)
     c.add_argument("--compare", type=Path, help="another run whose validation average to draw")
+    c.add_argument(
+        "--start-cpu-hours",
+        type=float,
+        default=0.0,
+        help="CPU hours spent on the weights the run started from (--init)",
+    )
     for name in ("windows", "vad"):
         s = sub.add_parser(name)
         s.add_argument("data", type=Path)
@@ -152,7 +209,7 @@ def main() -> None:
         s.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.cmd == "curves":
-        result = curves(args.run, args.out, args.compare)
+        result = curves(args.run, args.out, args.compare, args.start_cpu_hours)
     elif args.cmd == "windows":
         result = windows(args.data, args.split, args.model, args.seconds)
     else:

@@ -51,7 +51,7 @@ class TeacherConfig:
     hop: int = 960  # 20 ms: half the frames of the paper's 10 ms, for CPU training
     n_bands: int = 24
     dim: int = 64
-    depth: int = 2  # each layer = one time transformer + one band transformer
+    depth: int = 2  # each layer = one block over time + one block over bands
     heads: int = 4
     ff_mult: int = 4
     mask_mult: int = 2
@@ -61,12 +61,15 @@ class TeacherConfig:
     channels: int = 2  # 2: stereo in, stereo masks; 1: mono (each channel on its own)
     band_energy: bool = True  # each band's log level is an input beside its normalised shape
     consistent: bool = True  # the stems' masks sum to 1 (the stems add up to the mixture)
+    block: str = "transformer"  # or "rnn": a band-split RNN (BiLSTM blocks, as in BSRNN)
 
     def __post_init__(self) -> None:
         if self.dim % self.heads or (self.dim // self.heads) % 2:
             raise ValueError("dim must split into heads of an even width")
         if self.channels not in (1, 2):
             raise ValueError("channels must be 1 (mono) or 2 (stereo)")
+        if self.block not in BLOCKS:
+            raise ValueError(f"block must be one of {sorted(BLOCKS)}")
         if not 2 <= self.n_bands <= self.n_bins // 2:
             raise ValueError(f"n_bands must be in [2, {self.n_bins // 2}]")
 
@@ -171,6 +174,25 @@ class Transformer(nn.Module):
         return out
 
 
+class RNNBlock(nn.Module):
+    """One residual bidirectional-LSTM block over ``[N, L, D]`` (the band-split RNN's sequence
+    and band modelling): RMSNorm, BiLSTM with ``D`` units each way, a projection back to ``D``."""
+
+    def __init__(self, cfg: TeacherConfig) -> None:
+        super().__init__()
+        self.norm = RMSNorm(cfg.dim)
+        self.rnn = nn.LSTM(cfg.dim, cfg.dim, batch_first=True, bidirectional=True)
+        self.proj = nn.Linear(2 * cfg.dim, cfg.dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        y, _ = self.rnn(self.norm(x))  # (N, L, 2D)
+        out: Tensor = x + self.proj(y)
+        return out
+
+
+BLOCKS: dict[str, type[nn.Module]] = {"transformer": Transformer, "rnn": RNNBlock}
+
+
 class BandSplitRoformer(nn.Module):
     """Mixture STFT (re, im) ``[B, 2C, F, T]`` -> complex masks ``[B, n_stems, 2C, F, T]``."""
 
@@ -183,8 +205,9 @@ class BandSplitRoformer(nn.Module):
         self.split = nn.ModuleList(
             nn.Sequential(RMSNorm(c2 * w), nn.Linear(c2 * w + extra, cfg.dim)) for w in self.widths
         )
+        block = BLOCKS[cfg.block]
         self.layers = nn.ModuleList(
-            nn.ModuleList([Transformer(cfg), Transformer(cfg)]) for _ in range(cfg.depth)
+            nn.ModuleList([block(cfg), block(cfg)]) for _ in range(cfg.depth)
         )
         self.norm = RMSNorm(cfg.dim)
         hidden = cfg.dim * cfg.mask_mult

@@ -158,6 +158,7 @@ class Budget:
     max_steps: int
     minutes: float | None = None
     session_minutes: float | None = None
+    cpu_minutes: float | None = None  # CPU time of the process, summed over resumes
     started: float = field(default_factory=time.monotonic)
 
     def progress(self, step: int, elapsed_s: float) -> float:
@@ -166,7 +167,9 @@ class Budget:
             p = max(p, elapsed_s / (60 * self.minutes))
         return min(p, 1.0)
 
-    def done(self, step: int, elapsed_s: float) -> bool:
+    def done(self, step: int, elapsed_s: float, cpu_s: float = 0.0) -> bool:
+        if self.cpu_minutes is not None and cpu_s >= 60 * self.cpu_minutes:
+            return True
         session = self.session_minutes
         if session is not None and time.monotonic() - self.started >= 60 * session:
             return True
@@ -316,16 +319,16 @@ def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) ->
         }
 
     try:
-        while not budget.done(trainer.step, trainer.elapsed):
+        while not budget.done(trainer.step, trainer.elapsed, trainer.cpu_s):
             rec = trainer.train_step(budget)
+            stamp = tick()
             bar.update(1, loss=rec["loss"])
             if trainer.step % trainer.log_every == 0:
-                log.metrics(rec | tick())
+                log.metrics(rec | stamp)
                 log.line(f"{trainer.step_line(rec)} ({trainer.elapsed / 60:.1f} min)")
             if trainer.step % trainer.eval_every == 0:
                 _validate(trainer, log, tick)
             if time.monotonic() - last_ckpt > 60 * trainer.checkpoint_minutes:
-                tick()
                 log.line(f"checkpoint {trainer.checkpoint().name}")
                 last_ckpt = time.monotonic()
             if time.monotonic() - last_refresh > 60 * trainer.refresh_minutes:

@@ -36,6 +36,7 @@ import torch
 
 from engine.constants import MODEL_RATE, STEMS
 from engine.data import augment
+from engine.dsp import rms_db
 from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.codec_losses import magnitude
@@ -47,7 +48,7 @@ from engine.models.roformer import (
     spec_input,
 )
 from engine.training import common
-from engine.training.codec_data import StemBank, rms_db
+from engine.training.codec_data import StemBank
 
 TRAIN_CONFIG_FILE = "teacher_train_config.json"
 MR_RESOLUTIONS: tuple[tuple[int, int], ...] = ((512, 128),)  # fine time; the model's own is 2048
@@ -68,9 +69,12 @@ class TeacherTrainConfig:
     crop_seconds: float = 3.0
     remix_prob: float = 0.5
     compressed_weight: float = 0.0  # L1 of power-law compressed spectra (|X|^0.3, phase kept)
+    loss: str = "l1"  # "l1": time + spectral + MR L1; "sdr": -SDR; "l1+sdr": both
+    sdr_weight: float = 0.01  # of the -SDR term (dB) beside the L1 terms in "l1+sdr"
     grad_clip: float = 5.0
     max_steps: int = 10**9
     minutes: float | None = None
+    cpu_minutes: float | None = None  # CPU time of the process (all threads), summed over resumes
     checkpoint_minutes: float = 3.0
     refresh_minutes: float = 10.0
     log_every: int = 10
@@ -151,38 +155,53 @@ def compress(spec: torch.Tensor, power: float = 0.3) -> torch.Tensor:
 
 
 def losses(
-    model: BandSplitRoformer, stems: torch.Tensor, mix: torch.Tensor, compressed_weight: float = 0.0
+    model: BandSplitRoformer,
+    stems: torch.Tensor,
+    mix: torch.Tensor,
+    compressed_weight: float = 0.0,
+    kind: str = "l1",
+    sdr_weight: float = 0.01,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Total loss and its parts for true stems ``[B, 4, C, N]`` and mixtures ``[B, C, N]``."""
+    """Total loss and its parts for true stems ``[B, 4, C, N]`` and mixtures ``[B, C, N]``.
+
+    ``kind``: ``l1`` (L1 of waveforms, of complex spectra and of short-window magnitudes, plus
+    ``compressed_weight`` x L1 of compressed spectra), ``sdr`` (minus the SDR of every stem,
+    :func:`sdr_loss`) or ``l1+sdr`` (the first plus ``sdr_weight`` x the second).
+    """
+    if kind not in ("l1", "sdr", "l1+sdr"):
+        raise StemtokError(f"unknown teacher loss {kind!r} (l1, sdr or l1+sdr)")
     cfg = model.cfg
     wave, est = separate_batch(model, mix)
     n = stems.shape[-1]
-    ref_spec = codec_dsp.stft(stems.reshape(-1, n), cfg.n_fft, cfg.hop).view(est.shape)
-    time_l1 = (wave - stems).abs().mean()
-    spec_l1 = torch.view_as_real(est - ref_spec).abs().mean()
-    mr = []
-    for n_fft, hop in MR_RESOLUTIONS:
-        e = magnitude(codec_dsp.stft(wave.reshape(-1, n), n_fft, hop))
-        r = magnitude(codec_dsp.stft(stems.reshape(-1, n), n_fft, hop))
-        mr.append((e - r).abs().mean())
-    mr_l1 = torch.stack(mr).mean()
-    total = time_l1 + spec_l1 + mr_l1
-    parts = {"time_l1": time_l1, "spec_l1": spec_l1, "mr_l1": mr_l1}
-    if compressed_weight > 0:
-        comp_l1 = torch.view_as_real(compress(est) - compress(ref_spec)).abs().mean()
-        total = total + compressed_weight * comp_l1
-        parts["comp_l1"] = comp_l1
+    parts: dict[str, torch.Tensor] = {}
+    total = torch.zeros((), device=mix.device)
+    if kind != "sdr":
+        ref_spec = codec_dsp.stft(stems.reshape(-1, n), cfg.n_fft, cfg.hop).view(est.shape)
+        parts["time_l1"] = (wave - stems).abs().mean()
+        parts["spec_l1"] = torch.view_as_real(est - ref_spec).abs().mean()
+        mr = []
+        for n_fft, hop in MR_RESOLUTIONS:
+            e = magnitude(codec_dsp.stft(wave.reshape(-1, n), n_fft, hop))
+            r = magnitude(codec_dsp.stft(stems.reshape(-1, n), n_fft, hop))
+            mr.append((e - r).abs().mean())
+        parts["mr_l1"] = torch.stack(mr).mean()
+        total = parts["time_l1"] + parts["spec_l1"] + parts["mr_l1"]
+        if compressed_weight > 0:
+            parts["comp_l1"] = torch.view_as_real(compress(est) - compress(ref_spec)).abs().mean()
+            total = total + compressed_weight * parts["comp_l1"]
+    if kind != "l1":
+        parts["neg_sdr"] = sdr_loss(wave, stems)
+        total = total + (1.0 if kind == "sdr" else sdr_weight) * parts["neg_sdr"]
     return total, {k: float(v.detach()) for k, v in parts.items()}
 
 
-def si_sdr_db(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """SI-SDR in dB over the last axis (zero-mean, 1e-8 floors)."""
-    est = est - est.mean(-1, keepdim=True)
-    ref = ref - ref.mean(-1, keepdim=True)
-    scale = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + 1e-8)
-    target = scale * ref
-    noise = est - target
-    return 10 * torch.log10(target.pow(2).sum(-1) / (noise.pow(2).sum(-1) + 1e-8) + 1e-8)
+def sdr_loss(est: torch.Tensor, ref: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
+    """Minus the mean SDR (dB) of stems ``[B, S, C, N]`` over both channels, with ``eps`` in
+    both energies, so that a silent stem neither dominates the loss nor divides by zero (its
+    estimate is pushed towards silence, its error energy counting against ``eps``)."""
+    sig = ref.pow(2).sum(dim=(-2, -1))
+    err = (est - ref).pow(2).sum(dim=(-2, -1))
+    return -(10 * torch.log10((sig + eps) / (err + eps))).mean()
 
 
 @torch.no_grad()
@@ -203,9 +222,9 @@ def evaluate(model: BandSplitRoformer, valid: np.ndarray) -> dict[str, Any]:
         k = int(keep.sum())
         ref = stems[keep, i].reshape(k, -1)  # the channels one after the other
         est = wave[keep, i].reshape(k, -1)
-        out["si_sdr"][stem] = round(float(si_sdr_db(est, ref).mean()), 2)
+        out["si_sdr"][stem] = round(float(codec_dsp.si_sdr(ref, est, zero_mean=True).mean()), 2)
         out["mixture_si_sdr"][stem] = round(
-            float(si_sdr_db(mix[keep].reshape(k, -1), ref).mean()), 2
+            float(codec_dsp.si_sdr(ref, mix[keep].reshape(k, -1), zero_mean=True).mean()), 2
         )
     for key in ("si_sdr", "mixture_si_sdr"):
         if out[key]:
@@ -280,6 +299,8 @@ class TeacherTrainer(common.Trainer):
             torch.from_numpy(stems).to(self.device),
             torch.from_numpy(mix).to(self.device),
             tc.compressed_weight,
+            tc.loss,
+            tc.sdr_weight,
         )
         self.opt.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
@@ -296,6 +317,8 @@ class TeacherTrainer(common.Trainer):
         }
 
     def step_line(self, rec: dict[str, Any]) -> str:
+        if "time_l1" not in rec:
+            return f"step {rec['step']} loss {rec['loss']:.4f} lr {rec['lr']:.2e}"
         return (
             f"step {rec['step']} loss {rec['loss']:.4f} (time {rec['time_l1']:.4f}, "
             f"spec {rec['spec_l1']:.4f}, mr {rec['mr_l1']:.4f}) lr {rec['lr']:.2e}"
@@ -360,7 +383,7 @@ def train_teacher(
         n_params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
         log.line(f"teacher '{cfg.name}' on {dev}, {n_params:.2f} M parameters")
         common.stop_on_sigterm()
-        budget = common.Budget(tcfg.max_steps, tcfg.minutes, session_minutes)
+        budget = common.Budget(tcfg.max_steps, tcfg.minutes, session_minutes, tcfg.cpu_minutes)
         return common.run(trainer, budget, log, progress)
     finally:
         log.close()
