@@ -117,7 +117,7 @@ def plan(cfg: SynthConfig) -> list[SongJob]:
 def _spec(job: SongJob, cfg: SynthConfig) -> SongSpec:
     if job.midi:
         return pipeline.midi_song(Path(job.midi), job.seed, cfg.max_seconds)
-    return pipeline.procedural_song(job.seed, cfg.min_seconds, cfg.max_seconds)
+    return pipeline.procedural_song(job.seed, cfg.min_seconds, cfg.max_seconds, cfg.version)
 
 
 def song_dir(out: Path, job: SongJob) -> Path:

@@ -18,7 +18,9 @@ from typing import Any
 import numpy as np
 
 from engine.data import (
+    arrange,
     drumkit,
+    layers,
     midi_import,
     numpy_synth,
     production,
@@ -51,8 +53,12 @@ def midi_sources() -> list[Path]:
     return sorted(midi_import.find_midi_files())
 
 
-def procedural_song(seed: int, min_seconds: float, max_seconds: float) -> SongSpec:
-    return songwriter.write_song(seed, min_seconds=min_seconds, max_seconds=max_seconds)
+def procedural_song(
+    seed: int, min_seconds: float, max_seconds: float, version: str = "1"
+) -> SongSpec:
+    if version == "1":
+        return songwriter.write_song(seed, min_seconds=min_seconds, max_seconds=max_seconds)
+    return arrange.write_song_v2(seed, min_seconds=min_seconds, max_seconds=max_seconds)
 
 
 def midi_song(path: Path, seed: int, max_seconds: float) -> SongSpec:
@@ -67,13 +73,14 @@ class _Sounds:
     kit: str | None  # a Hydrogen kit, or None for FluidSynth's GM drums / numpy drums
 
 
-def choose_sounds(seed: int, backend: str) -> _Sounds:
+def choose_sounds(seed: int, backend: str, kit_share: float = 0.6) -> _Sounds:
+    """Font and drum kit of a song; ``kit_share`` of songs play a recorded hydrogen kit."""
     rng = np.random.default_rng([seed, 7])
     if backend != "full":
         return _Sounds(None, None)
     font = _pick_font(render.available_fonts(), rng)
     kits = drumkit.list_kits()
-    use_kit = bool(kits) and rng.random() < 0.6
+    use_kit = bool(kits) and rng.random() < kit_share
     kit = kits[int(rng.integers(len(kits)))] if use_kit else None
     return _Sounds(font, kit)
 
@@ -94,6 +101,8 @@ def render_track(
     part: Part, duration: float, sounds: _Sounds, *, rate: int, seed: int, backend: str
 ) -> tuple[np.ndarray, str]:
     """One part as mono ``[N]`` and a short note of what rendered it."""
+    if part.role in layers.ROLES:  # version-2 synth layers (no version-1 part has these roles)
+        return layers.render_layer(part, duration, rate=rate, seed=seed), f"numpy:{part.role}"
     if part.stem == "vocals":
         engine = vocal_render.choose_engine(part, seed) if backend == "full" else "singer"
         audio = vocal_render.render_vocals(part, duration, rate=rate, seed=seed, engine=engine)
@@ -127,7 +136,8 @@ def render_song(
     ``version`` is the generator version: "1" mixes with :func:`production.produce`, "2" with
     :func:`record.produce_record` (wider chains, sidechain, convolution reverbs, mastering).
     """
-    sounds = choose_sounds(seed, backend)
+    acoustic = version != "1" and spec.style in ("rock", "funk", "latin", "ballad", "jazz")
+    sounds = choose_sounds(seed, backend, kit_share=0.9 if acoustic else 0.6)
     clock = [time.process_time()]
     tracks: list[tuple[Part, np.ndarray]] = []
     made_by: list[str] = []

@@ -76,6 +76,19 @@ def duck_curve(
     return gain
 
 
+def room_mic(kit: F64, ir: F64, level_db: float) -> F64:
+    """Room microphones of an acoustic kit ``[2, N]``: the kit in a small room, squashed (a
+    hard tanh), ``level_db`` under the close mics."""
+    wet = chains.convolve_return(kit, ir)
+    peak = float(np.abs(wet).max())
+    if peak <= 0.0:
+        return wet
+    squashed = np.tanh(4.0 * wet / peak) * (
+        v1.active_rms(wet) / max(v1.active_rms(np.tanh(4.0 * wet / peak)), 1e-12)
+    )
+    return np.asarray(squashed * 10.0 ** (level_db / 20.0))
+
+
 def _pad(audio: np.ndarray, name: str, n: int) -> np.ndarray:
     x = np.zeros(n, dtype=np.float32)
     a = v1._as_mono(audio, name)[:n]
@@ -109,6 +122,7 @@ def produce_record(
     heat = chains.HEAT.get(genre, 0.5)
     verbs = chains.draw_verbs(rng)
     irs = [chains.impulse_response(v, rate, seed + k) for k, v in enumerate(verbs)]
+    room_ir = chains.impulse_response(chains.Verb("room", 0.5, 0.5, 0.0, 3000.0), rate, seed + 7)
     pump = PUMP.get(genre)
     depth = float(rng.uniform(*pump)) if pump else 0.0
     duck = duck_curve(kick_times(tracks), n, rate, depth, float(rng.uniform(0.4, 0.8)) * 60 / tempo)
@@ -128,6 +142,8 @@ def produce_record(
         ducked = depth > 0 and (c.kind in DUCKED or part.role in DUCKED) and not part.is_drum
         if ducked:
             y *= duck
+        if part.is_drum and part.role != "synth_kit" and rng.random() < 0.7:
+            y += room_mic(y, room_ir, float(rng.uniform(-14.0, -5.0)))
         dry[part.stem] += y
         sends[(part.stem, c.verb)] += y * v1.db_to_gain(c.send_db)
         records.append({**c.as_dict(), "ducked": ducked})

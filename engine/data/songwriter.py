@@ -409,8 +409,10 @@ def _spans(
     return (*spans, Span(final_bar, last.end, tonic, last.section))
 
 
-def _plan(seed: int, rng: Rng, min_seconds: float, max_seconds: float) -> Plan:
-    style = _pick(rng, STYLES)
+def _plan(
+    seed: int, rng: Rng, min_seconds: float, max_seconds: float, styles: Sequence[str] = STYLES
+) -> Plan:
+    style = _pick(rng, styles)
     info = STYLE_TABLE[style]
     meter_name = _pick(rng, info.meters)
     meter = Meter(int(meter_name[0]), int(meter_name[2]))
@@ -903,23 +905,36 @@ def write_song(seed: int, *, min_seconds: float = 30, max_seconds: float = 90) -
     The music lasts between ``min_seconds`` and ``max_seconds - 2`` seconds (whole bars; a song
     always has at least two bars), followed by a 2 s release tail counted in ``duration``.
     """
+    plan, parts = compose(seed, min_seconds=min_seconds, max_seconds=max_seconds)
+    return song_spec(plan, parts)
+
+
+def compose(
+    seed: int, *, min_seconds: float = 30, max_seconds: float = 90, styles: Sequence[str] = STYLES
+) -> tuple[Plan, list[Part]]:
+    """The plan and parts of song ``seed`` (lead vocal, drums, bass, others), its style drawn
+    from ``styles`` (the arranger of generator version 2 narrows it to one genre)."""
     if max_seconds <= TAIL_SECONDS or min_seconds > max_seconds:
         raise ValueError(f"need {TAIL_SECONDS} < max_seconds and min_seconds <= max_seconds")
     rng = np.random.default_rng(seed)
-    plan = _plan(seed, rng, min_seconds, max_seconds)
-    parts = [_vocals(plan, rng), _drums(plan, rng), _bass(plan, rng), *_others(plan, rng)]
+    plan = _plan(seed, rng, min_seconds, max_seconds, styles)
+    return plan, [_vocals(plan, rng), _drums(plan, rng), _bass(plan, rng), *_others(plan, rng)]
+
+
+def song_spec(plan: Plan, parts: Sequence[Part], style: str = "") -> SongSpec:
+    """The :class:`SongSpec` of a composed song (``parts[0]`` is the lead vocal)."""
     sections = tuple(
         Section(s.name, round(plan.seconds(s.start_bar * plan.meter.bar_q), 5), s.bars)
         for s in plan.sections
     )
     return SongSpec(
-        title=f"proc-{seed}",
-        seed=seed,
+        title=f"proc-{plan.seed}",
+        seed=plan.seed,
         source="procedural",
         licence=LICENCE,
         tempo=plan.bpm,
         key=plan.key.name,
-        style=plan.style,
+        style=style or plan.style,
         duration=round(plan.seconds(plan.end_q) + TAIL_SECONDS, 5),
         parts=tuple(parts),
         sections=sections,
