@@ -149,7 +149,7 @@ def optimize_model(
     """Fuse the LM of the model folder ``src`` and add its float16 graph, checked against the
     folder's own float32 graph (which was checked against torch when it was exported); the
     result goes to ``out`` (``src`` itself with ``overwrite``) by a rename."""
-    from engine import features
+    from engine import dsp
     from engine.runtime.model import read_config
 
     if out.exists() and not overwrite:
@@ -162,7 +162,7 @@ def optimize_model(
     if audio is None or audio.shape[-1] < window:
         audio = 0.1 * np.random.default_rng(0).standard_normal(3 * window).astype(np.float32)
     starts = np.linspace(0, audio.shape[-1] - window, 3).astype(int)
-    mel = features.log_mel(np.stack([audio[s : s + window] for s in starts]))
+    mel = dsp.log_mel(np.stack([audio[s : s + window] for s in starts]))
     tmp = out.parent / f".{out.name}.optimize"
     shutil.rmtree(tmp, ignore_errors=True)
     try:

@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from engine import features
+from engine import dsp
 from engine.errors import StemtokError
 from engine.models.codec import Codec
 from engine.models.generate import generate as torch_generate
@@ -43,11 +43,6 @@ def test_windows(lm: SeparationLM, audio: np.ndarray | None, n: int = 3) -> np.n
     return np.stack([audio[s : s + window] for s in starts]).astype(np.float32)
 
 
-def _snr_db(ref: np.ndarray, est: np.ndarray) -> float:
-    err = float(np.sum((ref - est) ** 2)) + 1e-20
-    return float(10 * np.log10((float(np.sum(ref**2)) + 1e-20) / err))
-
-
 @dataclass(frozen=True)
 class Reference:
     """What torch computes on the test windows (made before exporting: see :func:`reference`)."""
@@ -69,7 +64,7 @@ def reference(lm: SeparationLM, codec: Codec, windows: np.ndarray) -> Reference:
     encoder giving batch-dependent results in the same process afterwards, and a reference taken
     first cannot be affected by that.
     """
-    mel = features.log_mel(windows)  # (B, n_mels, 4T)
+    mel = dsp.log_mel(windows)  # (B, n_mels, 4T)
     with torch.no_grad():
         pre = lm.prefix(torch.from_numpy(mel))
         cond = lm.condition(pre)
@@ -106,12 +101,11 @@ def _codec_parity(model: Model, ref: Reference) -> dict[str, float]:
     s, windows = model.sizes, ref.windows
     vocals = np.ascontiguousarray(ref.codes[:, 0])  # (B, 2, K, T)
     (ri,) = model.generative.run(None, {"codes": vocals})
-    wave = features.istft(ri[:, 0] + 1j * ri[:, 1], windows.shape[-1], s.stft_n_fft, s.stft_hop)
-    spec = features.stft(windows, s.stft_n_fft, s.stft_hop)
-    logmag = np.log(np.abs(spec) + 1e-5).astype(np.float32)
-    (mask,) = model.aligned.run(None, {"codes": vocals, "mix_logmag": logmag})
+    wave = dsp.istft(ri[:, 0] + 1j * ri[:, 1], windows.shape[-1], s.stft_n_fft, s.stft_hop)
+    spec = dsp.stft(windows, s.stft_n_fft, s.stft_hop)
+    (mask,) = model.aligned.run(None, {"codes": vocals, "mix_logmag": dsp.log_magnitude(spec)})
     return {
-        "generative_snr_db": _snr_db(ref.wave, wave),
+        "generative_snr_db": dsp.sdr(ref.wave, wave, eps=1e-20),
         "aligned_mask_max_abs": float(np.abs(mask - ref.mask).max()),
     }
 

@@ -14,6 +14,14 @@ from pathlib import Path
 
 from engine.audio import write_audio
 from engine.data import pipeline
+from engine.data.song import SongSpec
+
+
+def render_demo(seed: int) -> tuple[SongSpec, pipeline.RenderedSong]:
+    """The demo song of ``seed`` and its render, with its true stems (the same samples every
+    time: generator version 1)."""
+    spec = pipeline.procedural_song(seed, 20.0, 26.0, version="1")
+    return spec, pipeline.render_song(spec, rate=48000, seed=seed, backend="full", version="1")
 
 
 def main() -> None:
@@ -22,8 +30,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("resources/demo"))
     ap.add_argument("--overwrite", action="store_true")
     args = ap.parse_args()
-    spec = pipeline.procedural_song(args.seed, 20.0, 26.0)
-    song = pipeline.render_song(spec, rate=48000, seed=args.seed, backend="full")
+    spec, song = render_demo(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     write_audio(args.out / "demo.flac", song.mixture, 48000, bit_depth=16, overwrite=args.overwrite)
     meta = {

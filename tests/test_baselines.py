@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from engine.constants import STEMS
+from engine.dsp import si_sdr
 from engine.errors import StemtokError
 from engine.evaluation import systems, transforms
 from engine.evaluation.baselines import DspSeparator, MixtureBaseline, OracleMask, stft_size
-from engine.evaluation.metrics import si_sdr
 from engine.evaluation.synthetic import SynthConfig, make_song
 
 RATE = 22_050

@@ -11,7 +11,7 @@ import pytest
 import torch
 from tiny_models import tiny_codec_config
 
-from engine import features
+from engine import dsp
 from engine.constants import STEMS
 from engine.data.musdb import write_track
 from engine.data.tokenize import apply_augmentation, draw_augmentation, tokenize_set
@@ -76,7 +76,7 @@ def test_variant0_is_the_codec_and_mel_of_the_song(
     codes = load_codec(codec_dir).encode(torch.from_numpy(padded)).numpy()
     z0, z1 = np.load(out / "test" / "c.npz"), np.load(out / "test" / "c.v1.npz")
     assert np.array_equal(z0["codes"], codes)
-    mel = features.log_mel(padded.sum(0))
+    mel = dsp.log_mel(padded.sum(0))
     assert np.abs(z0["mel"].astype(np.float32) - mel).max() < 0.05
     assert not np.array_equal(z0["mel"], z1["mel"])  # the augmented variant differs
 

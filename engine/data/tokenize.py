@@ -6,7 +6,7 @@
     OUT/<split>/<song>.v<j>.npz   variant j >= 1 (augmented)
 
 each with ``codes`` int16 ``[4, 2, K, T]`` (stems vocals, drums, bass, other; path 0 acoustic,
-1 semantic) and ``mel`` float16 ``[120, 4 T]``, the log-mel (:func:`engine.features.log_mel`)
+1 semantic) and ``mel`` float16 ``[120, 4 T]``, the log-mel (:func:`engine.dsp.log_mel`)
 of the mono mixture of the same variant. Songs are zero-padded to whole codec frames (3840
 samples). ``OUT/tokens.json`` records the codec config, the set, every file and the
 augmentation of every variant (see docs/dev/TOKENS.md).
@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from engine import features
+from engine import dsp
 from engine.constants import MODEL_RATE, STEMS
 from engine.data.musdb import Track, list_tracks
 from engine.errors import StemtokError
@@ -82,7 +82,7 @@ def encode_song(codec: Any, stems: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     device = next(codec.parameters()).device
     with torch.no_grad():
         codes = codec.encode(torch.from_numpy(np.ascontiguousarray(stems)).to(device))
-    mel = features.log_mel(stems.sum(axis=0))
+    mel = dsp.log_mel(stems.sum(axis=0))
     return codes.cpu().numpy().astype(np.int16), mel.astype(np.float16)
 
 

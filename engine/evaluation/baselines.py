@@ -23,9 +23,9 @@ from typing import Protocol
 
 import numpy as np
 
+from engine import dsp
 from engine.constants import STEMS
 from engine.errors import StemtokError
-from engine.evaluation.spectral import istft, stft
 
 Stems = dict[str, np.ndarray]
 
@@ -48,6 +48,11 @@ def stft_size(rate: int) -> tuple[int, int]:
     """``(n_fft, hop)``: a power-of-two window of about 93 ms (4096 at 44.1/48 kHz), hop 1/4."""
     n_fft = 2 ** round(math.log2(rate * 0.085))
     return n_fft, n_fft // 4
+
+
+def _stft(x: np.ndarray, n_fft: int, hop: int) -> np.ndarray:
+    """The evaluation's STFT (zero padding, ``N // hop + 1`` frames; see :mod:`engine.dsp`)."""
+    return dsp.stft(x, n_fft, hop, pad_mode="constant", last_frame=True)
 
 
 def _remainder(mixture: np.ndarray, stems: Stems, last: str = "other") -> Stems:
@@ -87,14 +92,14 @@ class OracleMask:
         n_fft, hop = stft_size(rate)
         out: Stems = {s: np.zeros(mixture.shape, np.float32) for s in STEMS}
         for c in range(mixture.shape[0]):  # one channel at a time bounds memory
-            mix = stft(mixture[c], n_fft, hop)  # (F, T)
+            mix = _stft(mixture[c], n_fft, hop)  # (F, T)
             total = np.zeros(mix.shape, np.float32)
             for s in STEMS:
-                total += np.abs(stft(references[s][c], n_fft, hop)) ** self.power
+                total += np.abs(_stft(references[s][c], n_fft, hop)) ** self.power
             for s in STEMS[:-1]:
-                power = np.abs(stft(references[s][c], n_fft, hop)) ** self.power
+                power = np.abs(_stft(references[s][c], n_fft, hop)) ** self.power
                 mask = power / np.maximum(total, 1e-20)
-                out[s][c] = istft(mask * mix, n_fft, hop, mixture.shape[1])
+                out[s][c] = dsp.istft(mask * mix, mixture.shape[1], n_fft, hop)
         return _remainder(mixture, {s: out[s] for s in STEMS[:-1]})
 
 
@@ -147,8 +152,8 @@ class DspSeparator:
         self, mixture: np.ndarray, rate: int, references: Mapping[str, np.ndarray] | None = None
     ) -> Stems:
         n_fft, hop = stft_size(rate)
-        spec = stft(mixture, n_fft, hop)  # (C, F, T)
+        spec = _stft(mixture, n_fft, hop)  # (C, F, T)
         masks = self.masks(spec, rate, n_fft, hop)
         n = mixture.shape[1]
-        stems = {s: istft(m[None] * spec, n_fft, hop, n) for s, m in masks.items()}
+        stems = {s: dsp.istft(m[None] * spec, n, n_fft, hop) for s, m in masks.items()}
         return _remainder(mixture, stems)

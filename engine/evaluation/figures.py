@@ -10,10 +10,10 @@ from typing import Any
 
 import numpy as np
 
+from engine import dsp
 from engine.constants import STEMS
 from engine.evaluation.aggregate import METRICS
 from engine.evaluation.excerpt import Excerpt
-from engine.evaluation.spectral import mel_filterbank, stft
 
 BAR_METRICS = ("visqol", "sdr", "si_sdr", "mrstft")
 DPI = 80
@@ -65,9 +65,19 @@ def bar_chart(result: dict[str, Any], metric: str, path: Path) -> Path | None:
 
 def _mel_db(x: np.ndarray, rate: int) -> np.ndarray:
     n_fft = 2048 if rate > 24_000 else 1024
-    spec = np.abs(stft(np.asarray(x, dtype=np.float64).mean(axis=0), n_fft, n_fft // 4))
-    mel = mel_filterbank(rate, n_fft, 128) @ spec
-    return np.asarray(20.0 * np.log10(mel + 1e-6))
+    mono = np.asarray(x, dtype=np.float64).mean(axis=0)
+    mel = dsp.log_mel(
+        mono,
+        rate,
+        n_fft=n_fft,
+        hop=n_fft // 4,
+        n_mels=128,
+        power=1,
+        floor=1e-6,
+        pad_mode="constant",
+        last_frame=True,
+    )  # natural log of the magnitude
+    return np.asarray(mel * (20.0 / np.log(10.0)))  # dB
 
 
 def spectrogram_grid(excerpt: Excerpt, stem: str, path: Path) -> Path:

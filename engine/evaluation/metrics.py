@@ -1,23 +1,26 @@
 """Sample-level and spectral metrics, in numpy, with silence handled explicitly.
 
+Every score takes ``(reference, estimate)``, as museval does.
+
 Sample-level (need sample-aligned outputs):
 
-- :func:`si_sdr` — scale-invariant SDR (Le Roux et al. 2019), per channel, averaged over channels.
+- :func:`engine.dsp.si_sdr` — scale-invariant SDR (Le Roux et al. 2019), per channel, averaged
+  over channels, and :func:`engine.dsp.sdr` — one SDR over the whole excerpt (the
+  "utterance-level" SDR of the MDX challenges).
 - :func:`sdr_v4_frames` / :func:`sdr_v4` — the SDR of BSS-Eval v4 (museval, SiSEC 2018, images
   version), framewise (1-s windows, 1-s hop) and its median over frames. In the images version
   the four error terms of the decomposition add up to ``estimate - reference``, so the SDR of a
   frame is exactly ``10 log10(sum s^2 / sum (s_hat - s)^2)`` over the frame and all channels; no
   projection filters are needed for it. Frames where any reference or any estimate is all-zero
   are NaN, as in museval. ``tests/test_metrics.py`` checks agreement with museval itself.
-- :func:`sdr_global` — one SDR over the whole excerpt (the "utterance-level" SDR of the MDX
-  challenges).
 
-Spectral (tolerant of small shifts, for generative outputs):
+Spectral (tolerant of small shifts, for generative outputs), on the zero-padded STFT of
+:mod:`engine.dsp` (``pad_mode="constant"``, ``last_frame=True``):
 
 - :func:`mrstft_distance` — multi-resolution STFT distance: spectral convergence plus mean
   absolute log-magnitude difference, averaged over three resolutions.
-- :func:`logmel_l1` — mean absolute difference of natural-log mel spectrograms (120 bands,
-  n_fft 2048, hop 960 at 48 kHz: the model's own features), ``log(mel + 1e-5)``.
+- :func:`logmel_l1` — mean absolute difference of natural-log mel magnitude spectrograms (120
+  bands, n_fft 2048, hop 960 at 48 kHz: the model's own resolution), ``log(mel + 1e-5)``.
 
 Silence: :func:`is_silent` says whether a reference is too quiet to score (RMS below
 ``silence_db``); the harness reports such stems separately instead of scoring them, so no metric
@@ -27,15 +30,13 @@ all-zero estimate still gives a finite number.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from engine.evaluation.spectral import mel_filterbank, stft
+from engine import dsp
 
-EPS = 1e-10
 #: A reference stem whose RMS (all channels) is below this is "silent" and not scored.
 SILENCE_DB = -60.0
 #: ``(n_fft, hop)`` pairs of the multi-resolution STFT distance (at 48 kHz: 43, 21, 11 ms).
@@ -46,60 +47,15 @@ MRSTFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((2048, 512), (1024, 256), (51
 class LogMelConfig:
     """Log-mel settings of :func:`logmel_l1` (the model's features at 48 kHz)."""
 
-    n_fft: int = 2048
-    hop: int = 960
-    n_mels: int = 120
+    n_fft: int = dsp.N_FFT
+    hop: int = dsp.HOP
+    n_mels: int = dsp.N_MELS
     floor: float = 1e-5
-
-
-def rms_db(x: np.ndarray) -> float:
-    """RMS level of ``x`` (any shape) in dBFS; ``-inf`` for all zeros."""
-    ms = float(np.mean(np.square(np.asarray(x, dtype=np.float64)))) if x.size else 0.0
-    return 10.0 * math.log10(ms) if ms > 0 else -math.inf
 
 
 def is_silent(x: np.ndarray, silence_db: float = SILENCE_DB) -> bool:
     """Whether ``x`` is too quiet to be scored as a reference."""
-    return rms_db(x) < silence_db
-
-
-def _pair(ref: np.ndarray, est: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    r = np.atleast_2d(np.asarray(ref, dtype=np.float64))
-    e = np.atleast_2d(np.asarray(est, dtype=np.float64))
-    if r.shape != e.shape:
-        raise ValueError(f"reference {r.shape} and estimate {e.shape} must have the same shape")
-    return r, e
-
-
-def _db(num: float | np.ndarray, den: float | np.ndarray) -> np.ndarray:
-    return np.asarray(10.0 * np.log10(num / den), dtype=np.float64)
-
-
-def si_sdr(ref: np.ndarray, est: np.ndarray, eps: float = EPS) -> float:
-    """Scale-invariant SDR in dB.
-
-    Parameters
-    ----------
-    ref, est
-        ``[C, N]`` (or ``[N]``), same shape.
-
-    Returns
-    -------
-    float
-        ``mean_c 10 log10(|a s|^2 / |a s - s_hat|^2)`` with ``a = <s_hat, s> / |s|^2`` per channel.
-    """
-    r, e = _pair(ref, est)
-    alpha = np.sum(r * e, axis=-1, keepdims=True) / (np.sum(r * r, axis=-1, keepdims=True) + eps)
-    target = alpha * r
-    num = np.sum(target**2, axis=-1) + eps
-    den = np.sum((target - e) ** 2, axis=-1) + eps
-    return float(np.mean(_db(num, den)))
-
-
-def sdr_global(ref: np.ndarray, est: np.ndarray, eps: float = EPS) -> float:
-    """``10 log10(|s|^2 / |s - s_hat|^2)`` over the whole ``[C, N]`` excerpt, in dB."""
-    r, e = _pair(ref, est)
-    return float(_db(np.sum(r**2) + eps, np.sum((r - e) ** 2) + eps))
+    return dsp.rms_db(x) < silence_db
 
 
 def _frames(n: int, window: int, hop: int) -> list[slice]:
@@ -123,7 +79,7 @@ def sdr_v4_frames(
         Frame length and hop in samples (museval's MUSDB setting: one second each).
     eps
         Added to numerator and denominator; ``0`` reproduces museval (``+inf`` for a perfect
-        frame), the harness passes :data:`EPS` so every value is finite.
+        frame), the harness passes :data:`engine.dsp.EPS` so every value is finite.
 
     Returns
     -------
@@ -144,7 +100,7 @@ def sdr_v4_frames(
         num = np.sum(rs**2, axis=(1, 2)) + eps
         den = np.sum((es - rs) ** 2, axis=(1, 2)) + eps
         with np.errstate(divide="ignore"):
-            out[:, t] = _db(num, den)
+            out[:, t] = 10.0 * np.log10(num / den)
     return out
 
 
@@ -153,7 +109,7 @@ def _any_all_zero(x: np.ndarray) -> bool:
 
 
 def sdr_v4(
-    refs: np.ndarray, ests: np.ndarray, window: int, hop: int | None = None, eps: float = EPS
+    refs: np.ndarray, ests: np.ndarray, window: int, hop: int | None = None, eps: float = dsp.EPS
 ) -> list[float | None]:
     """Median over frames of :func:`sdr_v4_frames` per source; ``None`` where no frame could be
     scored (the reference or estimate is digitally silent everywhere).
@@ -179,7 +135,10 @@ def stft_magnitudes(
 ) -> list[np.ndarray]:
     """``[F_r, T_r]`` magnitude spectrograms of the mono ``[N]`` signal, one per resolution."""
     mono = _mono(x)
-    return [np.abs(stft(mono, n_fft, hop)) for n_fft, hop in resolutions]
+    return [
+        np.abs(dsp.stft(mono, n_fft, hop, pad_mode="constant", last_frame=True))
+        for n_fft, hop in resolutions
+    ]
 
 
 def mrstft_from_magnitudes(
@@ -220,9 +179,17 @@ def mrstft_distance(
 
 def log_mel(x: np.ndarray, rate: int, config: LogMelConfig = LogMelConfig()) -> np.ndarray:
     """``[n_mels, T]`` natural-log mel magnitude spectrogram of the mono ``[N]`` signal ``x``."""
-    spec = np.abs(stft(_mono(x), config.n_fft, config.hop))
-    mel = mel_filterbank(rate, config.n_fft, config.n_mels) @ spec
-    return np.asarray(np.log(mel + config.floor))
+    return dsp.log_mel(
+        _mono(x),
+        rate,
+        n_fft=config.n_fft,
+        hop=config.hop,
+        n_mels=config.n_mels,
+        power=1,
+        floor=config.floor,
+        pad_mode="constant",
+        last_frame=True,
+    )
 
 
 def logmel_l1_from(ref_mel: np.ndarray, est_mel: np.ndarray) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import dsp
 from engine.constants import STEMS
 from engine.data.musdb import Track, TrackAudio
 from engine.evaluation import metrics as M
@@ -110,7 +111,7 @@ def prepare_reference(audio: TrackAudio, task: SongTask) -> Reference:
     """Transform, silence flags and cached features of the true stems."""
     stems, rate = _transformed(audio, task)
     s = task.settings
-    level = {k: M.rms_db(v) for k, v in stems.items()}
+    level = {k: dsp.rms_db(v) for k, v in stems.items()}
     ref = Reference(rate, stems, level, {k: level[k] < s.silence_db for k in stems})
     for stem in (k for k in STEMS if not ref.silent[k]):
         if {"visqol", "mrstft", "logmel"} & set(s.metrics):
@@ -141,9 +142,9 @@ def _stem_scores(
     out: dict[str, Any] = {}
     true = ref.stems[stem]
     if "si_sdr" in metrics:
-        out["si_sdr"] = M.si_sdr(true, est)
+        out["si_sdr"] = dsp.si_sdr(true, est)
     if "sdr" in metrics:
-        out["usdr"] = M.sdr_global(true, est)
+        out["usdr"] = dsp.sdr(true, est)
     mono = P.mono_at(est, ref.rate, _SPECTRAL_RATE) if stem in ref.mono48 else None
     if "mrstft" in metrics and mono is not None:
         out["mrstft"] = M.mrstft_from_magnitudes(ref.mags[stem], M.stft_magnitudes(mono))
@@ -173,7 +174,9 @@ def score_system(
             elif value is None:
                 notes.append(f"{k}: no frame could be scored for SDR (digital silence)")
             stems[k]["sdr"] = value
-    silent = {k: {"estimate_rms_db": _finite_db(M.rms_db(ests[k]))} for k in STEMS if ref.silent[k]}
+    silent = {
+        k: {"estimate_rms_db": _finite_db(dsp.rms_db(ests[k]))} for k in STEMS if ref.silent[k]
+    }
     return {"stems": stems, "silent": silent, "notes": notes}
 
 

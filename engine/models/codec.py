@@ -13,7 +13,7 @@
 
 ``T = N // 3840`` (12.5 frames/s at 48 kHz); ``N`` must be a multiple of 3840
 (:func:`pad_to_frames`). STFT and iSTFT sit outside the networks, so the ONNX graphs start at
-spectral features and end at spectra or masks; :mod:`engine.features` does the numpy side.
+spectral features and end at spectra or masks; :mod:`engine.dsp` does the numpy side.
 
 The semantic path is trained only by its own targets (see :mod:`engine.models.codec_losses`):
 reconstruction gradients stop at its codes, as they would at a frozen SSL model.

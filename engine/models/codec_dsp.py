@@ -1,9 +1,10 @@
-"""Torch twins of :mod:`engine.features`, for training on batches (the same numbers).
+"""Torch twins of :mod:`engine.dsp`, for training and export on batches (the same numbers).
 
-Conventions as in :mod:`engine.features`: periodic Hann window, frames centred on ``t * hop``
-with reflect padding, ``N // hop`` frames for ``N`` samples, and an iSTFT by weighted
-overlap-add. At run time the numpy versions surround the ONNX graphs; these let the training
-losses and the encoders see exactly what the numpy code will give them.
+Conventions as in :mod:`engine.dsp` (its defaults: the model's features): periodic Hann
+window, frames centred on ``t * hop`` with reflect padding, ``N // hop`` frames for ``N``
+samples, an iSTFT by weighted overlap-add, scores taking ``(reference, estimate)``. At run time
+the numpy versions surround the ONNX graphs; these let the training losses and the encoders see
+exactly what the numpy code will give them (``tests/test_dsp.py`` compares the two).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import functools
 import torch
 import torch.nn.functional as F
 
-from engine import features
+from engine import dsp
 from engine.constants import MODEL_RATE
 
 
@@ -48,8 +49,7 @@ def _envelope(n_fft: int, hop: int, n_frames: int, device: str) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=8)
 def _mel_fb(n_mels: int, n_fft: int, rate: int, device: str) -> torch.Tensor:
-    fb = features.mel_filterbank(n_mels, n_fft, rate, 0.0, rate / 2)
-    return torch.from_numpy(fb).to(device)
+    return torch.tensor(dsp.mel_filterbank(n_mels, n_fft, rate), device=device)
 
 
 def mel_power(mag2: torch.Tensor, n_mels: int, n_fft: int, rate: int) -> torch.Tensor:
@@ -58,13 +58,27 @@ def mel_power(mag2: torch.Tensor, n_mels: int, n_fft: int, rate: int) -> torch.T
 
 
 def log_mel(x: torch.Tensor) -> torch.Tensor:
-    """:func:`engine.features.log_mel` on a batch: ``[B, N]`` -> ``[B, 120, N // 960]``."""
-    spec = stft(x, features.N_FFT, features.HOP)
+    """:func:`engine.dsp.log_mel` on a batch: ``[B, N]`` -> ``[B, 120, N // 960]``."""
+    spec = stft(x, dsp.N_FFT, dsp.HOP)
     power = spec.real**2 + spec.imag**2
-    mel = mel_power(power, features.N_MELS, features.N_FFT, MODEL_RATE)
-    return torch.log(mel + features.LOG_FLOOR)
+    mel = mel_power(power, dsp.N_MELS, dsp.N_FFT, MODEL_RATE)
+    return torch.log(mel + dsp.LOG_FLOOR)
 
 
 def log_magnitude(spec: torch.Tensor, floor: float = 1e-5) -> torch.Tensor:
     """``log(|X| + floor)`` of a complex spectrogram, the codec's spectral features."""
     return torch.log(spec.abs() + floor)
+
+
+def si_sdr(
+    reference: torch.Tensor, estimate: torch.Tensor, *, zero_mean: bool = False, eps: float = 1e-8
+) -> torch.Tensor:
+    """:func:`engine.dsp.si_sdr` per row: ``[..., N]`` -> SI-SDR in dB ``[...]`` (differentiable;
+    ``eps`` 1e-8 suits float32)."""
+    if zero_mean:
+        reference = reference - reference.mean(-1, keepdim=True)
+        estimate = estimate - estimate.mean(-1, keepdim=True)
+    dot = (estimate * reference).sum(-1, keepdim=True)
+    target = dot / (reference.pow(2).sum(-1, keepdim=True) + eps) * reference
+    num = target.pow(2).sum(-1) + eps
+    return 10 * torch.log10(num / ((estimate - target).pow(2).sum(-1) + eps))

@@ -87,7 +87,7 @@ class LMConfig:
     codebook_size: int = 1024
     n_frames: int = 50  # codec frames per track per 4-s window
     n_tracks: int = 4
-    # mixture features (engine.features.log_mel)
+    # mixture features (engine.dsp.log_mel)
     n_mels: int = 120
     mel_frames: int = 200  # 4 s at 50 frames/s
     mel_shift: float = -7.0  # log-mel is fed as (mel - shift) / scale

@@ -29,7 +29,7 @@ from typing import Literal
 
 import numpy as np
 
-from engine import features
+from engine import dsp
 from engine.audio import read_audio, resample
 from engine.constants import MAX_RATE, MIN_RATE, STEMS
 from engine.errors import StemtokError
@@ -203,7 +203,7 @@ class Separator:
                 if progress is not None:
                     progress((first + count * _LM_SHARE * done / total) / p.n_windows)
 
-            mel = features.log_mel(win.cut(mono, p, first, count))  # (B, n_mels, 4T)
+            mel = dsp.log_mel(win.cut(mono, p, first, count))  # (B, n_mels, 4T)
             tokens = generate(self.model, mel, sampling, tick, cancel)
             idx = [STEMS.index(n) for n in names]
             codes = np.ascontiguousarray(tokens.codes[:, idx])  # (B, S, 2, K, T)
@@ -229,16 +229,15 @@ class Separator:
         for j in range(b):
             if cancel is not None and cancel():
                 raise Cancelled("separation cancelled")
-            spec = features.stft(mix[j], s.stft_n_fft, s.stft_hop)  # (C, F, 8T)
-            logmag = np.log(np.abs(spec) + 1e-5).astype(np.float32)
+            spec = dsp.stft(mix[j], s.stft_n_fft, s.stft_hop)  # (C, F, 8T)
             feeds = {
                 "codes": np.repeat(codes[j], c, axis=0),  # (4 * C, 2, K, T), stem-major
-                "mix_logmag": np.tile(logmag, (n, 1, 1)),
+                "mix_logmag": np.tile(dsp.log_magnitude(spec), (n, 1, 1)),
             }
             (mask,) = self.model.aligned.run(None, feeds)
             mask = mask.reshape(n, c, *mask.shape[1:])  # (4, C, F, 8T)
             mask = (mask + _MASK_FLOOR / n) / (mask.sum(axis=0) + _MASK_FLOOR)
-            out[j] = features.istft(mask * spec, w, s.stft_n_fft, s.stft_hop)
+            out[j] = dsp.istft(mask * spec, w, s.stft_n_fft, s.stft_hop)
         return out
 
     def _generative(self, codes: np.ndarray) -> np.ndarray:
@@ -249,7 +248,7 @@ class Separator:
         for j in range(codes.shape[0]):
             (ri,) = self.model.generative.run(None, {"codes": codes[j]})  # (S, 2, F, 8T)
             spec = ri[:, 0] + np.complex64(1j) * ri[:, 1]  # complex64, not complex128
-            out[j, :, 0] = features.istft(spec, self.window, s.stft_n_fft, s.stft_hop)
+            out[j, :, 0] = dsp.istft(spec, self.window, s.stft_n_fft, s.stft_hop)
         return out
 
     # ----------------------------------------------------------------- back to the input

@@ -36,7 +36,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from engine import features
+from engine import dsp
 from engine.audio import read_audio, resample
 from engine.constants import MAX_RATE, MIN_RATE, STEMS
 from engine.errors import StemtokError
@@ -108,7 +108,7 @@ class TeacherModel:
         b, c, n = x3.shape
         if c != self.channels:
             raise StemtokError(f"this teacher takes {self.channels} channel(s), got {c}")
-        spec = features.stft(x3.reshape(b * c, n), self.n_fft, self.hop)
+        spec = dsp.stft(x3.reshape(b * c, n), self.n_fft, self.hop)
         spec = spec.reshape(b, c, *spec.shape[1:])  # (B, M, F, T)
         ri = np.stack((spec.real, spec.imag), axis=2).reshape(b, 2 * c, *spec.shape[2:])
         m = self.masks(ri)  # (B, S, 2M, F, T)
@@ -131,7 +131,7 @@ class TeacherModel:
         padded = np.pad(np.asarray(x, np.float32), pad)
         _, est = self.spectra(padded, consistent)
         f, t = est.shape[-2:]
-        wave = features.istft(est.reshape(-1, f, t), padded.shape[-1], self.n_fft, self.hop)
+        wave = dsp.istft(est.reshape(-1, f, t), padded.shape[-1], self.n_fft, self.hop)
         return wave.reshape(*est.shape[:-2], -1)[..., :n]
 
 

@@ -119,13 +119,6 @@ def step_losses(
     return total, {k: v.detach() for k, v in parts.items()}, q.codes.detach()
 
 
-def si_sdr(est: torch.Tensor, ref: torch.Tensor) -> torch.Tensor:
-    """Scale-invariant SDR (dB) per row of ``[B, N]``."""
-    alpha = (est * ref).sum(-1, keepdim=True) / (ref.pow(2).sum(-1, keepdim=True) + 1e-8)
-    target = alpha * ref
-    return 10 * torch.log10(target.pow(2).sum(-1) / ((est - target).pow(2).sum(-1) + 1e-8) + 1e-8)
-
-
 @torch.no_grad()
 def evaluate(codec: Codec, batch: Batch) -> dict[str, Any]:
     """Validation numbers on a fixed batch: generative log-mel L1, aligned SI-SDR (oracle codes),
@@ -144,8 +137,8 @@ def evaluate(codec: Codec, batch: Batch) -> dict[str, Any]:
     codec.train(was_training)
     return {
         "mel_l1": float(mel_l1),
-        "aligned_si_sdr": float(si_sdr(est, stems).mean()),
-        "mixture_si_sdr": float(si_sdr(mixture, stems).mean()),
+        "aligned_si_sdr": float(codec_dsp.si_sdr(stems, est).mean()),
+        "mixture_si_sdr": float(codec_dsp.si_sdr(stems, mixture).mean()),
         "batch_code_use": used,
     }
 

@@ -21,6 +21,7 @@ import numpy as np
 from engine.audio import resample
 from engine.constants import MODEL_RATE, STEMS
 from engine.data.musdb import Track, list_tracks
+from engine.dsp import rms_db
 from engine.errors import StemtokError
 
 log = logging.getLogger(__name__)
@@ -142,11 +143,6 @@ class Batch:
     stems: np.ndarray
     mixture: np.ndarray
     stem: np.ndarray
-
-
-def rms_db(x: np.ndarray) -> float:
-    ms = float(np.mean(np.square(x, dtype=np.float64)))
-    return 10 * np.log10(ms) if ms > 0 else -200.0
 
 
 class CropSampler:

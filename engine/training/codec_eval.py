@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine import dsp
 from engine.constants import STEMS
 from engine.models.codec import Codec, load_codec
 from engine.models.codec_config import CodecConfig
@@ -83,8 +84,8 @@ def score_stem(
     r, g, a, m = ref[sl], gen[sl], al[sl], mix[sl]
     out = {
         "gen_mel_l1": metrics.logmel_l1(r[None], g[None], 48_000),
-        "aligned_si_sdr": metrics.si_sdr(r[None], a[None]),
-        "mixture_si_sdr": metrics.si_sdr(r[None], m[None]),
+        "aligned_si_sdr": dsp.si_sdr(r[None], a[None]),
+        "mixture_si_sdr": dsp.si_sdr(r[None], m[None]),
         "aligned_mel_l1": metrics.logmel_l1(r[None], a[None], 48_000),
     }
     if use_visqol:

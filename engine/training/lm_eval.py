@@ -123,7 +123,8 @@ class Scores:
 
     def add(self, source: str, mode: str, ref: np.ndarray, est: np.ndarray, vq: bool) -> None:
         """``ref``/``est`` ``[W, 4, N]``."""
-        from engine.evaluation.metrics import is_silent, si_sdr
+        from engine.dsp import si_sdr
+        from engine.evaluation.metrics import is_silent
         from engine.evaluation.perceptual import visqol
 
         for w in range(ref.shape[0]):
