@@ -83,6 +83,13 @@ def _register_stats(dsub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("dir", type=Path, metavar="DIR")
     s.add_argument("--markdown", action="store_true", help="print Markdown tables")
     s.add_argument("--json", action="store_true", help="print the summary as JSON")
+    s.add_argument(
+        "--no-audio",
+        dest="audio",
+        action="store_false",
+        help="skip the audio measurements (loudness, crest factor, vocal range, centroids)",
+    )
+    s.add_argument("--max-songs", type=int, help="measure the audio of this many songs at most")
     s.set_defaults(func=run_stats)
 
 
@@ -233,13 +240,17 @@ class _Bar:
 
 
 def run_stats(args: argparse.Namespace) -> int:
-    from engine.data.stats import format_markdown, format_text, summarise
+    from engine.data import stats
 
-    summary = summarise(args.dir)
+    summary = stats.summarise(args.dir)
+    if args.audio:
+        summary["audio"] = stats.distributions(stats.audio_stats(args.dir, args.max_songs))
     if args.json:
         print(json.dumps(summary, indent=1))
-    elif args.markdown:
-        print(format_markdown(summary))
-    else:
-        print(format_text(summary))
+        return 0
+    audio = summary.pop("audio", None)
+    print(stats.format_markdown(summary) if args.markdown else stats.format_text(summary))
+    if audio:
+        print()
+        print(stats.format_distributions(audio, markdown=args.markdown))
     return 0
