@@ -13,7 +13,6 @@ We use the TorchScript-based exporter (``dynamo=False``): the dynamo exporter ne
 from __future__ import annotations
 
 import io
-import json
 import shutil
 import warnings
 from collections.abc import Sequence
@@ -23,6 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from engine.atomic import write_json
 from engine.models.codec import Codec
 from engine.models.lm import SeparationLM
 from engine.runtime.model import sha256
@@ -150,11 +150,7 @@ def move_into_place(tmp: Path, out: Path) -> None:
 
 
 def write_config(folder: Path, config: dict[str, Any]) -> Path:
-    path = folder / "model_config.json"
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(config, indent=1) + "\n")
-    tmp.replace(path)
-    return path
+    return write_json(folder / "model_config.json", config)
 
 
 def export_all(lm: SeparationLM, codec: Codec, folder: Path, static: bool = True) -> dict[str, Any]:

@@ -29,6 +29,8 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from engine.atomic import atomic_path
+
 MS_DOMAIN = "com.microsoft"
 _NORM_SCOPE = re.compile(r"^(/[A-Za-z_]*norm[A-Za-z_0-9]*)/")
 _NORM_TAIL = ("Cast", "Pow", "ReduceMean", "Add", "Sqrt", "Div", "Mul", "Mul_1")
@@ -355,8 +357,7 @@ def optimize_lm(src: Path, dst: Path, *, fuse: bool = True, fp16: bool = False) 
     if fp16:
         model = to_fp16(model, known)
     onnx.checker.check_model(model)
-    tmp = dst.with_name(dst.name + ".tmp")
-    onnx.save(model, str(tmp))
-    ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
-    tmp.replace(dst)
+    with atomic_path(dst) as tmp:
+        onnx.save(model, str(tmp))
+        ort.InferenceSession(str(tmp), providers=["CPUExecutionProvider"])
     return done

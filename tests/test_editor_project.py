@@ -103,15 +103,6 @@ def test_broken_projects_are_refused_in_one_line(
         project.load(path)
 
 
-def test_atomic_json_write_leaves_the_old_file_on_failure(tmp_path: Path) -> None:
-    target = tmp_path / "x.stemtok"
-    project.write_json_atomic(target, {"a": 1})
-    with pytest.raises(TypeError):
-        project.write_json_atomic(target, {"a": object()})
-    assert json.loads(target.read_text()) == {"a": 1}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["x.stemtok"]
-
-
 def test_a_kept_reroll_take_is_saved(
     qapp: QApplication, settings: QSettings, tmp_path: Path
 ) -> None:

@@ -20,6 +20,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import write_json
+
 DEFAULT_PORT = 47321
 APP = "stemtok"
 #: ``sun_path`` holds 108 bytes on Linux, 104 on macOS: keep one for the terminating NUL.
@@ -80,15 +82,7 @@ def check_socket_path(path: Path) -> Path:
 
 def write_state(path: Path, state: dict[str, Any]) -> None:
     """Write the state file atomically with mode 0600."""
-    fd, tmp = tempfile.mkstemp(prefix=".bridge.", suffix=".json", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(state, f)
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(path, state, indent=None, mode=0o600)
 
 
 def read_state(path: Path | None = None) -> dict[str, Any] | None:

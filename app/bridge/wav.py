@@ -11,8 +11,9 @@ import array
 import os
 import struct
 import sys
-import tempfile
 from pathlib import Path
+
+from engine.atomic import atomic_path
 
 _PCM, _FLOAT, _EXTENSIBLE = 1, 3, 0xFFFE
 
@@ -27,16 +28,9 @@ def write_wav_f32(path: str | os.PathLike[str], pcm: bytes, rate: int, channels:
         b"fact", struct.pack("<II", 4, frames), b"data", struct.pack("<I", len(pcm)),
     ])  # fmt: skip
     pad = b"\0" if len(pcm) % 2 else b""
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=".wav", dir=p.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(b"RIFF" + struct.pack("<I", len(body) + len(pcm) + len(pad)) + body)
-            f.write(pcm + pad)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(p, mode=0o644) as tmp, open(tmp, "wb") as f:
+        f.write(b"RIFF" + struct.pack("<I", len(body) + len(pcm) + len(pad)) + body)
+        f.write(pcm + pad)
     return p
 
 

@@ -8,8 +8,6 @@ fatal: the stems are all that playback and export need, and the source path is k
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from app.editor.mixer import Strip
+from engine.atomic import atomic_path, write_json
 from engine.audio import read_audio, write_audio
 from engine.constants import STEMS
 from engine.errors import StemtokError
@@ -25,6 +24,7 @@ from engine.errors import StemtokError
 FORMAT = "stemtok-project"
 VERSION = 1
 SUFFIX = ".stemtok"
+_PRIVATE = 0o600  # the project file and its confidence.npz: readable by their owner only
 
 
 @dataclass(frozen=True)
@@ -42,21 +42,6 @@ class ProjectData:
 
 def stems_dir(project: Path) -> Path:
     return project.with_name(project.stem + ".stems")
-
-
-def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
-    """``data`` as JSON at ``path``, replaced in one rename (never half written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(data, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save(
@@ -78,19 +63,13 @@ def save(
         "strips": {k: asdict(v) for k, v in data.strips.items()}, "master_db": data.master_db,
         "view": data.view, "confidence_rate": data.confidence_rate,
     }  # fmt: skip
-    write_json_atomic(path, doc)
+    write_json(path, doc, indent=2, mode=_PRIVATE)
     return path
 
 
 def _save_npz(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".confidence.", suffix=".npz", dir=path.parent)
-    os.close(fd)
-    try:
+    with atomic_path(path, mode=_PRIVATE) as tmp:
         np.savez(tmp, **{k: np.asarray(v) for k, v in arrays.items()})  # type: ignore[arg-type]
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 import engine
+from engine.atomic import save_npy
 from engine.constants import STEMS
 from engine.data.musdb import Track, list_tracks
 from engine.errors import StemtokError
@@ -73,8 +74,7 @@ def separate_track(
         t0, c0 = time.perf_counter(), time.process_time()
         stems = separator(audio.mixture, audio.rate, refs)
         seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        np.save(dest, np.stack([np.asarray(stems[s], dtype=np.float32) for s in STEMS]))
+        save_npy(dest, np.stack([np.asarray(stems[s], dtype=np.float32) for s in STEMS]))
     return SeparationRun(spec.name, track.name, audio.duration, seconds, cpu, None)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from engine import dsp
+from engine.atomic import atomic_path, write_json
 from engine.constants import STEMS
 from engine.data.musdb import Track, TrackAudio
 from engine.evaluation import metrics as M
@@ -89,8 +90,8 @@ def _transformed(audio: TrackAudio, task: SongTask) -> tuple[dict[str, np.ndarra
     out = {s: task.transform(a, audio.rate) for s, a in audio.stems.items()}
     stems, rate = {s: v[0] for s, v in out.items()}, next(iter(out.values()))[1]
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(path, rate=np.array(rate), **stems)  # type: ignore[arg-type]
+        with atomic_path(path) as tmp:
+            np.savez(tmp, rate=np.array(rate), **stems)  # type: ignore[arg-type]
     return stems, rate
 
 
@@ -102,8 +103,7 @@ def _reference_dnsmos(vocals: np.ndarray, rate: int, task: SongTask) -> P.Dnsmos
         return P.DnsmosScore(**json.loads(path.read_text()))
     score = P.dnsmos(vocals, rate)
     if path:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(asdict(score)))
+        write_json(path, asdict(score), indent=None)
     return score
 
 

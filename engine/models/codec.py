@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from engine.atomic import atomic_path
 from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.codec_blocks import LocalTransformer, convnext_stack, downsample, upsample
@@ -262,9 +263,8 @@ def save_codec(codec: Codec, folder: str | os.PathLike[str], half: bool = False)
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
         for k, v in codec.state_dict().items()
     }
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, out / WEIGHTS_FILE)
+    with atomic_path(out / WEIGHTS_FILE) as tmp:
+        torch.save(state, tmp)
     codec.cfg.save(out)
     return out / WEIGHTS_FILE
 

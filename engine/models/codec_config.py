@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from engine.atomic import write_text
 from engine.errors import StemtokError
 
 SCHEMA = 1
@@ -152,12 +153,7 @@ class CodecConfig:
         return json.dumps(asdict(self), indent=1)
 
     def save(self, folder: str | os.PathLike[str]) -> Path:
-        path = Path(folder) / CONFIG_FILE
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(self.to_json() + "\n")
-        os.replace(tmp, path)
-        return path
+        return write_text(Path(folder) / CONFIG_FILE, self.to_json() + "\n")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> CodecConfig:

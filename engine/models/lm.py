@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from engine.atomic import atomic_path
 from engine.errors import StemtokError
 from engine.models.conformer import apply_rotary, build_encoder, rotary_tables
 from engine.models.lm_config import LMConfig
@@ -351,12 +352,9 @@ def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
 # --------------------------------------------------------------------------- files
 def save_lm(model: SeparationLM, path: str | os.PathLike[str]) -> Path:
     """Write weights and config to ``path`` atomically: ``{"lm_config": {...}, "model": ...}``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save({"lm_config": model.cfg.to_json(), "model": model.state_dict()}, tmp)
-    os.replace(tmp, path)
-    return path
+    with atomic_path(path) as tmp:
+        torch.save({"lm_config": model.cfg.to_json(), "model": model.state_dict()}, tmp)
+    return Path(path)
 
 
 def load_lm(path: str | os.PathLike[str], device: torch.device | str = "cpu") -> SeparationLM:
