@@ -11,7 +11,8 @@ import pytest
 
 from engine.errors import StemtokError
 from engine.runtime.decode import Cancelled
-from engine.runtime.factory import model_dir, model_kind, open_separator
+from engine.runtime.factory import model_kind, open_separator
+from engine.runtime.model import model_dir
 from engine.runtime.separator import Separator, Stems
 from engine.runtime.sources import ArraySource
 from engine.runtime.teacher import TeacherSeparator, mixture_consistent, wiener

@@ -20,16 +20,13 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from app.bridge import protocol as pr
 from app.bridge.auth import same_token
 from app.bridge.jobs import Job
-
-if TYPE_CHECKING:
-    from app.bridge.server import BridgeServer
 
 log = logging.getLogger("stemtok.bridge")
 _SKIP_CHUNK = 1 << 20
@@ -48,17 +45,45 @@ class Timeouts:
     flush: float = 2.0  # writing what is left when a connection closes
 
 
+class Hub(Protocol):
+    """What a connection asks of the server that accepted it (the
+    :class:`~app.bridge.server.BridgeServer`)."""
+
+    token: str
+    reading: int  # payload bytes of separate frames being received now, on all connections
+
+    @property
+    def stopping(self) -> bool: ...
+
+    def welcome(self) -> dict[str, Any]: ...
+
+    def status(self) -> dict[str, Any]: ...
+
+    def refusal(self, conn: Connection, req: pr.SeparateRequest) -> tuple[str, str] | None: ...
+
+    def submit(self, conn: Connection, job: Job) -> None: ...
+
+    def cancel(self, conn: Connection, rid: str) -> bool: ...
+
+    def drop_client(self, conn: Connection) -> None: ...
+
+
 class Connection:
     """A client of ``server`` (the reader side runs in :meth:`run`)."""
 
     def __init__(
-        self, server: BridgeServer, reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter, cid: int, peer: str,
-    ) -> None:  # fmt: skip
+        self,
+        server: Hub,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        cid: int,
+        peer: str,
+        timeouts: Timeouts,
+        limits: pr.Limits,
+    ) -> None:
         self.server, self.reader, self.writer = server, reader, writer
         self.cid, self.peer = cid, peer
-        self.t: Timeouts = server.config.timeouts
-        self.limits: pr.Limits = server.config.limits
+        self.t, self.limits = timeouts, limits
         self.loop = asyncio.get_running_loop()
         self.outbox: asyncio.Queue[tuple[dict[str, Any], bytes] | None] = asyncio.Queue()
         self.active: dict[str, Job] = {}  # queued or running

@@ -295,7 +295,9 @@ class BridgeServer:
                 else:
                     await _refuse(writer, pr.BUSY, f"{len(self._conns)} clients are connected")
                 return
-            conn = Connection(self, reader, writer, cid, peer)
+            conn = Connection(
+                self, reader, writer, cid, peer, self.config.timeouts, self.config.limits
+            )
             self._conns[cid] = conn
             await conn.run()
         except Exception:  # never let one client take the server down

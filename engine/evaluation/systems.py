@@ -92,8 +92,7 @@ def builtin(name: str) -> SystemSpec:
         known = ", ".join(BUILTIN)
         raise StemtokError(f"unknown system '{name}' (known: {known}; or use --estimates DIR)")
     if name in ("default", "teacher"):  # fail before any work starts when the model is not here
-        from engine.runtime.factory import model_dir
-        from engine.runtime.model import read_config
+        from engine.runtime.model import model_dir, read_config
 
         read_config(model_dir(name), verify=False)
     _, kind, description = BUILTIN[name]

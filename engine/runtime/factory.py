@@ -4,12 +4,7 @@
 :class:`~engine.runtime.separator.Separator` (the generative token model: no ``kind``, or
 ``"kind": "lm"``) or a :class:`~engine.runtime.teacher.TeacherSeparator` (``"kind": "teacher"``).
 Both offer ``separate(audio | path, rate, *, stems, mode, seed, progress, cancel) -> Stems`` and
-``stream(source, ...)``.
-
-Model names (``--model NAME``): ``default`` is the shipped generative model (``$STEMTOK_MODEL``
-or ``resources/models/default``, see :func:`engine.runtime.model.default_model_dir`); any other
-bare name is ``resources/models/NAME`` beside the installed package or under the current folder
-(``teacher`` is the shipped teacher). An existing folder is taken as it is.
+``stream(source, ...)``. Model names are resolved by :func:`engine.runtime.model.model_dir`.
 """
 
 from __future__ import annotations
@@ -18,38 +13,14 @@ import os
 from pathlib import Path
 from typing import Any, Union
 
-import engine
 from engine.errors import StemtokError
-from engine.runtime.model import CONFIG_FILE, DEFAULT_NAME, default_model_dir, read_config
+from engine.runtime.model import model_dir, read_config
 from engine.runtime.separator import Separator
 from engine.runtime.teacher import KIND as TEACHER_KIND
 from engine.runtime.teacher import TeacherSeparator
 
 AnySeparator = Union[Separator, TeacherSeparator]  # noqa: UP007 (a runtime alias)
 _LM_KINDS = (None, "lm", "generative")
-
-
-def _candidates(name: str) -> list[Path]:
-    rel = Path("resources") / "models" / name
-    return [Path(engine.__file__).resolve().parents[1] / rel, Path.cwd() / rel]
-
-
-def model_dir(model: str | os.PathLike[str] | None = None) -> Path:
-    """The folder ``model`` stands for: ``None``/``"default"``, a bare name, or a path."""
-    if model is None or os.fspath(model) == DEFAULT_NAME:
-        return default_model_dir()
-    path = Path(model)
-    if path.is_dir():
-        return path
-    text = os.fspath(model)
-    if "/" in text or os.sep in text or text.startswith("."):
-        raise StemtokError(f"{path}: no such model folder")
-    for folder in _candidates(text):
-        if (folder / CONFIG_FILE).is_file():
-            return folder
-    where = " and ".join(str(c) for c in _candidates(text))
-    raise StemtokError(f"no model named '{text}' (looked in {where}); give a folder made by "
-                       "'stemtok export'")  # fmt: skip
 
 
 def model_kind(folder: str | os.PathLike[str]) -> str:

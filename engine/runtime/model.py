@@ -6,9 +6,11 @@
     <folder>/encoder.onnx  lm.onnx  codec_generative.onnx  codec_aligned.onnx  embed.npy
     <folder>/lm_fp16.onnx        (optional) the LM in float16, run on CUDA
 
-The default folder is ``$STEMTOK_MODEL``, else ``resources/models/default`` beside the installed
-``engine`` package (a source checkout or a ``pip install .``), else the same path under the
-current directory.
+Model names (``--model NAME``, :func:`model_dir`): ``default`` is the shipped generative model,
+``$STEMTOK_MODEL`` or else ``resources/models/default`` (:func:`default_model_dir`); any other
+bare name is ``resources/models/NAME`` (``teacher`` is the shipped teacher). Named folders are
+looked for beside the installed ``engine`` package (a source checkout or a ``pip install .``),
+then under the current directory. An existing folder is taken as it is.
 """
 
 from __future__ import annotations
@@ -33,13 +35,18 @@ DEFAULT_NAME: Final[str] = "default"
 FP16_LM: Final[str] = "lm_fp16.onnx"
 
 
+def _candidates(name: str) -> list[Path]:
+    """``resources/models/NAME`` beside the installed package, then under the current folder."""
+    rel = Path("resources") / "models" / name
+    return [Path(engine.__file__).resolve().parents[1] / rel, Path.cwd() / rel]
+
+
 def default_model_dir() -> Path:
     """Where the default model lives (see the module docstring); raises when nowhere."""
     env = os.environ.get("STEMTOK_MODEL")
     if env:
         return Path(env)
-    rel = Path("resources") / "models" / DEFAULT_NAME
-    candidates = [Path(engine.__file__).resolve().parents[1] / rel, Path.cwd() / rel]
+    candidates = _candidates(DEFAULT_NAME)
     for folder in candidates:
         if (folder / CONFIG_FILE).is_file():
             return folder
@@ -47,6 +54,24 @@ def default_model_dir() -> Path:
         f"no default model found (looked in {candidates[0]} and {candidates[1]}); set "
         "STEMTOK_MODEL to a folder made by 'stemtok export' or pass --model"
     )
+
+
+def model_dir(model: str | os.PathLike[str] | None = None) -> Path:
+    """The folder ``model`` stands for: ``None``/``"default"``, a bare name, or a path."""
+    if model is None or os.fspath(model) == DEFAULT_NAME:
+        return default_model_dir()
+    path = Path(model)
+    if path.is_dir():
+        return path
+    text = os.fspath(model)
+    if "/" in text or os.sep in text or text.startswith("."):
+        raise StemtokError(f"{path}: no such model folder")
+    for folder in _candidates(text):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    where = " and ".join(str(c) for c in _candidates(text))
+    raise StemtokError(f"no model named '{text}' (looked in {where}); give a folder made by "
+                       "'stemtok export'")  # fmt: skip
 
 
 def sha256(path: Path) -> str:

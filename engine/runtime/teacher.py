@@ -42,6 +42,7 @@ from engine.constants import MAX_RATE, MIN_RATE, STEMS
 from engine.errors import StemtokError
 from engine.runtime import windows as win
 from engine.runtime.decode import Cancel, Cancelled
+from engine.runtime.model import model_dir as folder_of
 from engine.runtime.model import read_config
 from engine.runtime.segments import SEGMENT_OVERLAP_S, collect, stream_segments
 from engine.runtime.segments import check_audio as _check_audio
@@ -209,7 +210,7 @@ class TeacherSeparator:
     Parameters
     ----------
     model_dir : teacher folder (default: ``resources/models/teacher``, see
-        :func:`engine.runtime.factory.model_dir`).
+        :func:`engine.runtime.model.model_dir`).
     device : ``auto`` (CUDA when it works here), ``cpu`` or ``cuda``.
     threads : intra-op threads (default: all cores).
     batch : windows per graph call (bounds memory: the time attention of a 6-s window costs
@@ -224,9 +225,7 @@ class TeacherSeparator:
         threads: int | None = None, batch: int = 4, segment_seconds: float = 48.0,
     ) -> None:  # fmt: skip
         if model_dir is None:
-            from engine.runtime.factory import model_dir as find
-
-            model_dir = find(KIND)
+            model_dir = folder_of(KIND)
         self.model = TeacherModel(model_dir, device, threads)
         self.batch = max(1, batch)
         self.segment_seconds = max(segment_seconds, 4 * SEGMENT_OVERLAP_S)
