@@ -16,21 +16,9 @@ import textwrap
 from collections.abc import Sequence
 from typing import Any
 
+from app.commands import register_all
 from engine import __version__
 from engine.errors import StemtokError
-
-COMMANDS = (
-    "separate",
-    "karaoke",
-    "editor",
-    "bridge",
-    "data",
-    "train",
-    "export",
-    "eval",
-    "bench",
-    "info",
-)
 
 DESCRIPTION = """\
 Split music into four stems (vocals, drums, bass, other) with a generative token model.
@@ -105,8 +93,6 @@ def get_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="log more detail")
     parser.add_argument("--debug", action="store_true", help="show tracebacks of internal errors")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    from app.commands import register_all
-
     register_all(sub)
     return parser
 

@@ -23,9 +23,3 @@ class StemtokError(Exception):
 
 class AudioError(StemtokError):
     """An audio file could not be read or written."""
-
-
-class NotReadyError(StemtokError):
-    """A command or feature whose issue has not landed yet."""
-
-    exit_code = 3

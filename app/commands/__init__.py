@@ -1,4 +1,5 @@
-"""One module per ``stemtok`` command; each exposes ``register(subparsers)``."""
+"""One module per ``stemtok`` command (``app/commands/<name>.py``); each exposes
+``register(subparsers)``."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import argparse
 import importlib
 from typing import Any
 
-# Every command's module (each issue that brought a command replaced its "not ready" stub).
-_MODULES = (
+#: Every command, in the order ``stemtok --help`` lists them.
+COMMANDS = (
     "info",
     "data",
     "train",
@@ -23,5 +24,5 @@ _MODULES = (
 
 
 def register_all(sub: argparse._SubParsersAction[Any]) -> None:
-    for name in _MODULES:
+    for name in COMMANDS:
         importlib.import_module(f"app.commands.{name}").register(sub)

@@ -1,7 +1,6 @@
 """``stemtok train lm``: train the separation LM on stored codec tokens.
 
-``register(tsub)`` adds the ``lm`` subcommand to the subparsers of ``stemtok train``
-(``register_cli`` is the same function, the name ``app/commands/train.py`` looks for).
+``register(tsub)`` adds the ``lm`` subcommand to the subparsers of ``stemtok train``.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.commands.train import add_run_options
+from app.commands.train_common import add_run_options, prepare_run
 from engine.errors import StemtokError
 
 if TYPE_CHECKING:
@@ -55,13 +54,8 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
     p.set_defaults(func=run)
 
 
-register_cli = register
-
-
 def run(args: argparse.Namespace) -> int:
     import dataclasses
-
-    from app.commands.train import prepare_run
 
     prepare_run(args, args.tokens, "token")
     from engine.training.lm import train_lm

@@ -1,6 +1,6 @@
 """``stemtok train teacher``: train the discriminative band-split RoFormer on a stem set.
 
-``register_cli(tsub)`` adds the ``teacher`` subcommand to ``stemtok train``.
+``register(tsub)`` adds the ``teacher`` subcommand to ``stemtok train``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from app.commands.train import add_run_options
+from app.commands.train_common import add_run_options, prepare_run
 from engine.errors import StemtokError
 
 EXAMPLES = """\
@@ -23,7 +23,7 @@ Examples:
 """
 
 
-def register_cli(tsub: argparse._SubParsersAction[Any]) -> None:
+def register(tsub: argparse._SubParsersAction[Any]) -> None:
     p = tsub.add_parser(
         "teacher",
         help="train the discriminative teacher separator (band-split RoFormer)",
@@ -93,8 +93,6 @@ def register_cli(tsub: argparse._SubParsersAction[Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.commands.train import prepare_run
-
     for data in args.data:
         prepare_run(args, data, "data")
     from engine.models.roformer import TeacherConfig

@@ -1,1 +1,1 @@
-"""Data factory: songs with true stems, made here (see issue #3), and readers for stem folders."""
+"""Data factory: songs with true stems, made here, and readers for stem folders."""

@@ -1,9 +1,9 @@
 """Tiny synthetic songs with true stems, in numpy, for tests and the example report.
 
-This is *not* the data factory (issue #3 renders real instruments and singing); it is a seeded,
-dependency-free stand-in with the properties a separation metric cares about: a centre-panned
-vibrato "voice" in the vocal range with rests, a kick/snare/hi-hat pattern, a low bass line that
-follows the chords, and chord pads panned off-centre. The mixture is the sum of the stems.
+This is *not* the data factory (:mod:`engine.data` renders real instruments and singing); it is a
+seeded, dependency-free stand-in with the properties a separation metric cares about: a
+centre-panned vibrato "voice" in the vocal range with rests, a kick/snare/hi-hat pattern, a low bass
+line that follows the chords, and chord pads panned off-centre. The mixture is the sum of the stems.
 """
 
 from __future__ import annotations

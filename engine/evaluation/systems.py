@@ -1,9 +1,9 @@
-"""The systems a run scores: built-in baselines, our models (once they exist), external estimates.
+"""The systems a run scores: built-in baselines, our models, external estimates.
 
 A system is named on the command line (``--systems mixture,oracle,dsp``) or given as a folder of
 estimates made elsewhere (``--estimates [NAME=]DIR``, the ``<song>/<stem>.wav`` layout, optionally
-under a split folder). Names of models that have not landed yet fail with a message that says
-which issue brings them, before any work starts.
+under a split folder). A model whose folder is missing fails with a one-line message before
+any work starts.
 """
 
 from __future__ import annotations

@@ -1,1 +1,1 @@
-"""onnxruntime engine: sessions, the decode loop and the Separator API (issue #7)."""
+"""onnxruntime engine: sessions, the decode loop and the Separator API."""
