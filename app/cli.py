@@ -65,8 +65,9 @@ def _wrap(line: str, width: int, indent: str) -> list[str]:
     if len(indent + line) <= width:
         return [indent + line]
     lead = indent + line[: len(line) - len(line.lstrip())]
-    fill = functools.partial(textwrap.wrap, width=width, break_on_hyphens=False,
-                             break_long_words=False)  # fmt: skip
+    fill = functools.partial(
+        textwrap.wrap, width=width, break_on_hyphens=False, break_long_words=False
+    )
     if lead == indent:  # prose
         return fill(line.strip(), initial_indent=lead, subsequent_indent=lead)
     example = re.match(r"(\S.*?)\s{2,}(\S.*)$", line.strip())  # "command     what it does"

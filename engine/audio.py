@@ -88,8 +88,10 @@ def _open(path: Path) -> Any:
         with path.open("rb") as fh:
             head = fh.read(64)
         if head.startswith(b"OggS") and b"OpusHead" in head:
-            raise AudioError(f"{path}: Ogg Opus is not supported (Ogg Vorbis is); convert it to "
-                             "FLAC or WAV first") from None  # fmt: skip
+            raise AudioError(
+                f"{path}: Ogg Opus is not supported (Ogg Vorbis is); convert it to "
+                "FLAC or WAV first"
+            ) from None
         reason = str(exc).split(":")[0] if str(exc) else type(exc).__name__
         raise AudioError(
             f"{path}: not a readable audio file (WAV, FLAC, MP3, OGG or AIFF expected; {reason})"
@@ -140,8 +142,10 @@ def _check_mp3_size(path: Path, head: bytes, tag_pos: int, stream_bytes: int) ->
         return
     available = path.stat().st_size - start
     if available < stream_bytes - 1024:  # a tag-less tail or a last partial frame is fine
-        raise AudioError(f"{path}: file is truncated (its MP3 header promises {stream_bytes} "
-                         f"bytes of audio, only {available} are present)")  # fmt: skip
+        raise AudioError(
+            f"{path}: file is truncated (its MP3 header promises {stream_bytes} "
+            f"bytes of audio, only {available} are present)"
+        )
 
 
 def _mp3_frame_samples(head: bytes, tag_pos: int) -> int:
@@ -444,8 +448,9 @@ def _check_writable(a: np.ndarray, rate: int, depth: str, p: Path) -> None:
         raise AudioError(f"{p}: sample rate {rate} Hz is out of range")
     fmt = _fmt_name(p)
     if a.shape[0] > MAX_CHANNELS.get(fmt, a.shape[0]):
-        raise AudioError(f"{p}: {fmt.upper()} holds at most {MAX_CHANNELS[fmt]} channels, not "
-                         f"{a.shape[0]}")  # fmt: skip
+        raise AudioError(
+            f"{p}: {fmt.upper()} holds at most {MAX_CHANNELS[fmt]} channels, not {a.shape[0]}"
+        )
     if fmt == "mp3" and rate not in MP3_RATES:
         raise AudioError(f"{p}: MP3 holds 8 to 48 kHz at the standard rates, not {rate} Hz")
     if not np.isfinite(a).all():

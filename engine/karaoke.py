@@ -9,9 +9,11 @@ import numpy as np
 
 
 def karaoke_mix(
-    stems: Mapping[str, np.ndarray], guide_db: float | None = None, semitones: float = 0.0,
+    stems: Mapping[str, np.ndarray],
+    guide_db: float | None = None,
+    semitones: float = 0.0,
     rate: int = 48000,
-) -> np.ndarray:  # fmt: skip
+) -> np.ndarray:
     """drums + bass + other ``[C, N]``, plus vocals at ``guide_db`` dB (None: none), shifted by
     ``semitones`` (pedalboard's PitchShift; the length is kept)."""
     mix: np.ndarray = stems["drums"] + stems["bass"] + stems["other"]

@@ -38,8 +38,14 @@ from engine.errors import AudioError, StemtokError
 FORMATS = tuple(BIT_DEPTHS)  # wav, flac, aiff, mp3
 #: The depth written when none is asked for: 32-bit float keeps every sample where it can.
 DEFAULT_DEPTH = {"wav": "32f", "flac": "24", "aiff": "24", "mp3": ""}
-SUFFIX_FORMATS = {".wav": "wav", ".wave": "wav", ".flac": "flac", ".aif": "aiff",
-                  ".aiff": "aiff", ".mp3": "mp3"}  # fmt: skip
+SUFFIX_FORMATS = {
+    ".wav": "wav",
+    ".wave": "wav",
+    ".flac": "flac",
+    ".aif": "aiff",
+    ".aiff": "aiff",
+    ".mp3": "mp3",
+}
 _LAYOUTS = {  # WAVE channel order of the usual layouts with more than two channels
     3: ("3.0", ("L", "R", "C")),
     4: ("quad", ("L", "R", "Ls", "Rs")),
@@ -48,9 +54,16 @@ _LAYOUTS = {  # WAVE channel order of the usual layouts with more than two chann
     8: ("7.1", ("L", "R", "C", "LFE", "Ls", "Rs", "Lb", "Rb")),
 }
 _MINUS_3DB = 1 / math.sqrt(2)
-_TO_STEREO = {"L": (1.0, 0.0), "R": (0.0, 1.0), "C": (_MINUS_3DB, _MINUS_3DB), "LFE": (0.0, 0.0),
-              "Ls": (_MINUS_3DB, 0.0), "Rs": (0.0, _MINUS_3DB), "Lb": (_MINUS_3DB, 0.0),
-              "Rb": (0.0, _MINUS_3DB)}  # fmt: skip
+_TO_STEREO = {
+    "L": (1.0, 0.0),
+    "R": (0.0, 1.0),
+    "C": (_MINUS_3DB, _MINUS_3DB),
+    "LFE": (0.0, 0.0),
+    "Ls": (_MINUS_3DB, 0.0),
+    "Rs": (0.0, _MINUS_3DB),
+    "Lb": (_MINUS_3DB, 0.0),
+    "Rb": (0.0, _MINUS_3DB),
+}
 
 
 @dataclass(frozen=True)
@@ -84,8 +97,10 @@ def format_of(path: str | Path) -> str:
     p = Path(path)
     fmt = SUFFIX_FORMATS.get(p.suffix.lower())
     if fmt is None:
-        raise AudioError(f"{p}: cannot write '{p.suffix or 'no suffix'}' files (name it .wav, "
-                         ".flac, .aiff or .mp3)")  # fmt: skip
+        raise AudioError(
+            f"{p}: cannot write '{p.suffix or 'no suffix'}' files (name it .wav, "
+            ".flac, .aiff or .mp3)"
+        )
     return fmt
 
 
@@ -135,22 +150,27 @@ def plan_output(fmt: str, channels: int, rate: int, depth: str | int | None = No
         raise StemtokError(f"cannot write {channels} channels at {rate} Hz")
     most = MAX_CHANNELS.get(fmt, channels)
     if fmt != "mp3" and channels > most:
-        raise StemtokError(f"{fmt.upper()} holds at most {most} channels, the input has "
-                           f"{channels}: use WAV or AIFF")  # fmt: skip
+        raise StemtokError(
+            f"{fmt.upper()} holds at most {most} channels, the input has "
+            f"{channels}: use WAV or AIFF"
+        )
     if fmt != "mp3":
         return OutputPlan(fmt, channels, rate, bits, channels, rate)
     out_ch, out_rate = min(channels, most), mp3_rate(rate)
     changes = []
     if out_ch != channels:
         layout = _LAYOUTS.get(channels, ("", ()))[0]
-        changes.append(f"{channels} channels{f' ({layout})' if layout else ''} are downmixed to "
-                       "stereo")  # fmt: skip
+        changes.append(
+            f"{channels} channels{f' ({layout})' if layout else ''} are downmixed to stereo"
+        )
     if out_rate != rate:
         changes.append(f"{_khz(rate)} is resampled to {_khz(out_rate)}")
     notice = ""
     if changes:
-        notice = (f"MP3 holds 1-2 channels at 8-48 kHz: {' and '.join(changes)} (WAV and FLAC "
-                  "keep the input as it is)")  # fmt: skip
+        notice = (
+            f"MP3 holds 1-2 channels at 8-48 kHz: {' and '.join(changes)} (WAV and FLAC "
+            "keep the input as it is)"
+        )
     return OutputPlan(fmt, out_ch, out_rate, bits, channels, rate, notice)
 
 

@@ -55,8 +55,9 @@ class StemWriter:
     def __enter__(self) -> StemWriter:
         return self
 
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:  # fmt: skip
+    def __exit__(
+        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self.discard()
 
     def write(self, block: np.ndarray) -> None:
@@ -87,8 +88,11 @@ class StemWriter:
                 raise StemtokError(f"{self.paths[stem]}: already exists (pass --overwrite)")
             tmp.replace(self.paths[stem])
         self.made = []  # they hold the files now
-        return [f"{self.paths[s]}: peak {peak:.2f} clipped to full scale (only 32-bit float WAV "
-                "keeps peaks above it)" for s, peak in self.peaks.items()]  # fmt: skip
+        return [
+            f"{self.paths[s]}: peak {peak:.2f} clipped to full scale (only 32-bit float WAV "
+            "keeps peaks above it)"
+            for s, peak in self.peaks.items()
+        ]
 
     def discard(self) -> None:
         """Close and remove what :meth:`commit` did not rename, and the folders made for it
@@ -124,9 +128,12 @@ def _make_folders(folders: set[Path]) -> list[Path]:
 
 
 def write_arrays(
-    paths: Mapping[str, Path], plan: OutputPlan, arrays: Sequence[np.ndarray],
-    overwrite: bool = False, mp3_quality: str = "V0",
-) -> list[str]:  # fmt: skip
+    paths: Mapping[str, Path],
+    plan: OutputPlan,
+    arrays: Sequence[np.ndarray],
+    overwrite: bool = False,
+    mp3_quality: str = "V0",
+) -> list[str]:
     """Write whole arrays ``[in_channels, N]`` (one per path, in order) through a
     :class:`StemWriter`; returns its clipping lines."""
     n = max(a.shape[-1] for a in arrays)

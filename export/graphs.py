@@ -105,9 +105,15 @@ class DecoderGraph(nn.Module):
         return (logits, *ks, *vs)
 
     def _attention(
-        self, block: Block, x: Tensor, rope: tuple[Tensor, Tensor], kc: Tensor, vc: Tensor,
-        start: Tensor, mask: Tensor,
-    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        self,
+        block: Block,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        kc: Tensor,
+        vc: Tensor,
+        start: Tensor,
+        mask: Tensor,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """One layer's attention; returns its output and the layer's keys/values after it."""
         attn: CausalAttention = block.attn
         b, n, _ = x.shape

@@ -50,9 +50,15 @@ def _mono_48k(path: Path | None) -> np.ndarray | None:
 
 
 def export_model(
-    lm_path: Path, codec_dir: Path, out: Path, *, overwrite: bool = False,
-    kv: str = "inplace", parity_audio: Path | None = None, echo: Echo = _stderr,
-) -> dict[str, Any]:  # fmt: skip
+    lm_path: Path,
+    codec_dir: Path,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    kv: str = "inplace",
+    parity_audio: Path | None = None,
+    echo: Echo = _stderr,
+) -> dict[str, Any]:
     """Export, check parity, and move the folder to ``out``; returns ``model_config.json``."""
     if out.exists() and not overwrite:
         raise StemtokError(f"{out}: already exists (pass --overwrite to replace it)")
@@ -73,12 +79,19 @@ def export_model(
         config = optimize_graphs(tmp, ref.mel, echo)
         echo("checking parity with torch")
         figures = parity.check(ref, tmp)
-        echo("parity: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}"
-                                    for k, v in figures.items()))  # fmt: skip
+        echo(
+            "parity: "
+            + ", ".join(
+                f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in figures.items()
+            )
+        )
         parity.verify(figures)
         config["parity"] = {**config.get("parity", {}), **figures}
-        config["source"] = {"lm": str(lm_path), "codec": str(codec_dir),
-                            "lm_sha256": sha256(lm_path)}  # fmt: skip
+        config["source"] = {
+            "lm": str(lm_path),
+            "codec": str(codec_dir),
+            "lm_sha256": sha256(lm_path),
+        }
         write_config(tmp, config)
         move_into_place(tmp, out)
     finally:
@@ -116,8 +129,10 @@ def optimize_graphs(folder: Path, mel: np.ndarray, echo: Echo = _stderr) -> dict
         raise StemtokError(f"the fused LM graph differs from the plain one ({figures})")
     if figures["fp16_step_argmax_agreement"] < FP16_MIN_AGREEMENT:
         raise StemtokError(f"the float16 LM graph disagrees with float32 too often ({figures})")
-    config["graphs"] = {"lm.onnx": {"dtype": "float32", "fused": done},
-                        FP16_LM: {"dtype": "float16", "fused": done, "for": "cuda"}}  # fmt: skip
+    config["graphs"] = {
+        "lm.onnx": {"dtype": "float32", "fused": done},
+        FP16_LM: {"dtype": "float16", "fused": done, "for": "cuda"},
+    }
     config["parity"] = {**config.get("parity", {}), **figures}
     write_config(folder, config)
     return config
@@ -135,17 +150,24 @@ def _optimized_parity(folder: Path, plain: Path, mel: np.ndarray) -> dict[str, f
     pre, cond = ref.encode(mel)
     a = Decoder(ref, mel.shape[0]).prefill(pre, cond)
     b = Decoder(fused, mel.shape[0]).prefill(pre, cond)
-    out = {"fused_logits_max_abs": float(np.abs(a - b).max()),
-           "fused_token_mismatch": float(np.mean(generate(ref, mel).codes
-                                                 != generate(fused, mel).codes))}  # fmt: skip
+    out = {
+        "fused_logits_max_abs": float(np.abs(a - b).max()),
+        "fused_token_mismatch": float(
+            np.mean(generate(ref, mel).codes != generate(fused, mel).codes)
+        ),
+    }
     out.update(parity.precision_parity(ref, half, mel))
     return out
 
 
 def optimize_model(
-    src: Path, out: Path, *, overwrite: bool = False, parity_audio: Path | None = None,
+    src: Path,
+    out: Path,
+    *,
+    overwrite: bool = False,
+    parity_audio: Path | None = None,
     echo: Echo = _stderr,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Fuse the LM of the model folder ``src`` and add its float16 graph, checked against the
     folder's own float32 graph (which was checked against torch when it was exported); the
     result goes to ``out`` (``src`` itself with ``overwrite``) by a rename."""

@@ -34,17 +34,27 @@ FILES = ("encoder.onnx", "lm.onnx", "codec_generative.onnx", "codec_aligned.onnx
 
 
 def _export(
-    module: torch.nn.Module, args: tuple[torch.Tensor, ...], path: Path,
-    inputs: Sequence[str], outputs: Sequence[str], dynamic: dict[str, dict[int, str]],
-) -> None:  # fmt: skip
+    module: torch.nn.Module,
+    args: tuple[torch.Tensor, ...],
+    path: Path,
+    inputs: Sequence[str],
+    outputs: Sequence[str],
+    dynamic: dict[str, dict[int, str]],
+) -> None:
     buf = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            module, args, buf,  # type: ignore[arg-type]  # a file object is accepted too
-            input_names=list(inputs), output_names=list(outputs),
-            dynamic_axes=dynamic, opset_version=OPSET, dynamo=False, do_constant_folding=True,
-        )  # fmt: skip
+            module,
+            args,
+            buf,  # type: ignore[arg-type]  # a file object is accepted too
+            input_names=list(inputs),
+            output_names=list(outputs),
+            dynamic_axes=dynamic,
+            opset_version=OPSET,
+            dynamo=False,
+            do_constant_folding=True,
+        )
     path.write_bytes(buf.getvalue())
 
 
@@ -59,8 +69,14 @@ def cache_names(n_layers: int, static: bool) -> tuple[list[str], list[str]]:
 def export_encoder(lm: SeparationLM, path: Path) -> None:
     cfg = lm.cfg
     mel = torch.randn(2, cfg.n_mels, cfg.mel_frames) * 3 - 7
-    _export(EncoderGraph(lm), (mel,), path, ["mel"], ["prefix", "cond"],
-            {"mel": {0: "B"}, "prefix": {0: "B"}, "cond": {0: "B"}})  # fmt: skip
+    _export(
+        EncoderGraph(lm),
+        (mel,),
+        path,
+        ["mel"],
+        ["prefix", "cond"],
+        {"mel": {0: "B"}, "prefix": {0: "B"}, "cond": {0: "B"}},
+    )
 
 
 def export_decoder(lm: SeparationLM, path: Path, static: bool) -> None:
@@ -77,19 +93,36 @@ def export_decoder(lm: SeparationLM, path: Path, static: bool) -> None:
         dyn[name] = {0: "B"} if static else {0: "B", 2: "P"}
     for name in outs:
         dyn[name] = {0: "B"} if static else {0: "B", 2: "P_plus_L"}
-    _export(DecoderGraph(lm, static), (x, start, cond, *caches), path,
-            ["x", "start", "cond", *ins], ["logits", *outs], dyn)  # fmt: skip
+    _export(
+        DecoderGraph(lm, static),
+        (x, start, cond, *caches),
+        path,
+        ["x", "start", "cond", *ins],
+        ["logits", *outs],
+        dyn,
+    )
 
 
 def export_codec(codec: Codec, folder: Path, n_frames: int) -> None:
     cfg = codec.cfg
     codes = torch.randint(0, cfg.codebook_size, (2, 2, cfg.n_levels, n_frames))
     logmag = torch.randn(2, cfg.n_bins, n_frames * cfg.upsample)
-    _export(GenerativeGraph(codec), (codes,), folder / "codec_generative.onnx", ["codes"],
-            ["spectrum"], {"codes": {0: "B"}, "spectrum": {0: "B"}})  # fmt: skip
-    _export(AlignedGraph(codec), (codes, logmag), folder / "codec_aligned.onnx",
-            ["codes", "mix_logmag"], ["mask"],
-            {"codes": {0: "B"}, "mix_logmag": {0: "B"}, "mask": {0: "B"}})  # fmt: skip
+    _export(
+        GenerativeGraph(codec),
+        (codes,),
+        folder / "codec_generative.onnx",
+        ["codes"],
+        ["spectrum"],
+        {"codes": {0: "B"}, "spectrum": {0: "B"}},
+    )
+    _export(
+        AlignedGraph(codec),
+        (codes, logmag),
+        folder / "codec_aligned.onnx",
+        ["codes", "mix_logmag"],
+        ["mask"],
+        {"codes": {0: "B"}, "mix_logmag": {0: "B"}, "mask": {0: "B"}},
+    )
 
 
 def model_config(lm: SeparationLM, codec: Codec, folder: Path, static: bool) -> dict[str, Any]:

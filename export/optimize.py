@@ -98,8 +98,9 @@ def _prune_initializers(graph: onnx.GraphProto) -> None:
     """Drop initializers, Constant and Identity nodes that nothing reads."""
     used = {name for node in graph.node for name in node.input}
     used |= {o.name for o in graph.output}
-    orphans = [n for n in graph.node
-               if n.op_type in ("Constant", "Identity") and n.output[0] not in used]  # fmt: skip
+    orphans = [
+        n for n in graph.node if n.op_type in ("Constant", "Identity") and n.output[0] not in used
+    ]
     _remove(graph, orphans)
     keep = [t for t in graph.initializer if t.name in used]
     del graph.initializer[:]
@@ -132,13 +133,19 @@ def fuse_projections(model: onnx.ModelProto) -> int:
             continue
         name = nodes[0].name.rsplit("/", 1)[0] + "_fused"
         w = numpy_helper.from_array(np.concatenate(weights, axis=1), f"{name}.weight")
-        sizes = numpy_helper.from_array(np.array([w.shape[1] for w in weights], np.int64),
-                                        f"{name}.sizes")  # fmt: skip
+        sizes = numpy_helper.from_array(
+            np.array([w.shape[1] for w in weights], np.int64), f"{name}.sizes"
+        )
         graph.initializer.extend([w, sizes])
         at = _index(graph, nodes[0])
         mm = helper.make_node("MatMul", [x, w.name], [f"{name}/out"], name=f"{name}/MatMul")
-        split = helper.make_node("Split", [mm.output[0], sizes.name], [n.output[0] for n in nodes],
-                                 name=f"{name}/Split", axis=-1)  # fmt: skip
+        split = helper.make_node(
+            "Split",
+            [mm.output[0], sizes.name],
+            [n.output[0] for n in nodes],
+            name=f"{name}/Split",
+            axis=-1,
+        )
         _remove(graph, nodes)
         graph.node.insert(at, split)
         graph.node.insert(at, mm)
@@ -185,10 +192,13 @@ def fuse_skip_norms(model: onnx.ModelProto) -> int:
                 if name == add.output[0] and user.name != cast.name:
                     user.input[i] = cast.output[0]
         node = helper.make_node(
-            "SkipSimplifiedLayerNormalization", [add.input[0], add.input[1], gamma],
-            [parts["Mul_1"].output[0], "", "", cast.output[0]], name=f"{scope}/SkipRMSNorm",
-            domain=MS_DOMAIN, epsilon=float(eps),
-        )  # fmt: skip
+            "SkipSimplifiedLayerNormalization",
+            [add.input[0], add.input[1], gamma],
+            [parts["Mul_1"].output[0], "", "", cast.output[0]],
+            name=f"{scope}/SkipRMSNorm",
+            domain=MS_DOMAIN,
+            epsilon=float(eps),
+        )
         at = _index(graph, add)
         _remove(graph, [add, *parts.values()])
         graph.node.insert(at, node)
@@ -285,8 +295,11 @@ def to_fp16(model: onnx.ModelProto, known: set[str] | None = None) -> onnx.Model
                 arr = arr.astype(np.float16 if dtype == TensorProto.FLOAT16 else np.float32)
                 g.initializer.append(numpy_helper.from_array(arr, casts[key]))
             else:
-                new_nodes.append(helper.make_node("Cast", [name], [casts[key]], to=dtype,
-                                                  name=f"{name}/cast_{suffix}"))  # fmt: skip
+                new_nodes.append(
+                    helper.make_node(
+                        "Cast", [name], [casts[key]], to=dtype, name=f"{name}/cast_{suffix}"
+                    )
+                )
         return casts[key]
 
     for inp in g.input:
@@ -320,9 +333,11 @@ def _retype_node(node: onnx.NodeProto, want: int) -> None:
         if node.op_type == "Cast" and attr.name == "to" and attr.i == TensorProto.FLOAT:
             attr.i = want
         if (
-            node.op_type == "ConstantOfShape" and attr.name == "value"
-            and attr.t.data_type == TensorProto.FLOAT and want == TensorProto.FLOAT16
-        ):  # fmt: skip
+            node.op_type == "ConstantOfShape"
+            and attr.name == "value"
+            and attr.t.data_type == TensorProto.FLOAT
+            and want == TensorProto.FLOAT16
+        ):
             value = numpy_helper.to_array(attr.t).astype(np.float16)
             attr.t.CopyFrom(numpy_helper.from_array(value, attr.t.name))
 
@@ -338,8 +353,9 @@ def _cast_island_output(graph: onnx.GraphProto, name: str) -> None:
         for i, o in enumerate(node.input):
             if o == name:
                 node.input[i] = inner
-    graph.node.append(helper.make_node("Cast", [inner], [name], to=TensorProto.FLOAT16,
-                                       name=f"{name}/cast_fp16"))  # fmt: skip
+    graph.node.append(
+        helper.make_node("Cast", [inner], [name], to=TensorProto.FLOAT16, name=f"{name}/cast_fp16")
+    )
 
 
 # --------------------------------------------------------------------------- driver

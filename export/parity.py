@@ -75,8 +75,16 @@ def reference(lm: SeparationLM, codec: Codec, windows: np.ndarray) -> Reference:
         vocals = torch.from_numpy(codes[:, 0])
         wave = codec.decode(vocals).numpy()
         mask = codec.mask(*codec.dequantize(vocals), codec.spectrum(torch.from_numpy(windows)))
-    return Reference(windows, mel, pre.numpy(), None if cond is None else cond.numpy(), logits,
-                     codes, wave, mask.numpy())  # fmt: skip
+    return Reference(
+        windows,
+        mel,
+        pre.numpy(),
+        None if cond is None else cond.numpy(),
+        logits,
+        codes,
+        wave,
+        mask.numpy(),
+    )
 
 
 def check(ref: Reference, folder: Path) -> dict[str, Any]:

@@ -51,8 +51,13 @@ def demo_region(seconds: float, rate: int | None) -> tuple[np.ndarray, int]:
 
 def pct(xs: list[float]) -> dict[str, float]:
     v = np.array(xs)
-    return {"p50": float(np.percentile(v, 50)), "p95": float(np.percentile(v, 95)),
-            "max": float(v.max()), "min": float(v.min()), "n": len(xs)}  # fmt: skip
+    return {
+        "p50": float(np.percentile(v, 50)),
+        "p95": float(np.percentile(v, 95)),
+        "max": float(v.max()),
+        "min": float(v.min()),
+        "n": len(xs),
+    }
 
 
 def fmt(d: dict[str, float]) -> str:
@@ -72,10 +77,17 @@ def round_trips(client: BridgeClient, a: np.ndarray, rate: int, rounds: int) -> 
         rtt.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
         sep.append(res.seconds)
-        print(f"  round trip {rtt[-1]:.3f} s (separation {res.seconds:.3f} s, "
-              f"CPU {cpu[-1]:.2f} s, load {load_avg()})", flush=True)  # fmt: skip
-    return {"round_trip": pct(rtt), "separation": pct(sep), "cpu": pct(cpu),
-            "overhead": pct([r - s for r, s in zip(rtt, sep, strict=True)])}  # fmt: skip
+        print(
+            f"  round trip {rtt[-1]:.3f} s (separation {res.seconds:.3f} s, "
+            f"CPU {cpu[-1]:.2f} s, load {load_avg()})",
+            flush=True,
+        )
+    return {
+        "round_trip": pct(rtt),
+        "separation": pct(sep),
+        "cpu": pct(cpu),
+        "overhead": pct([r - s for r, s in zip(rtt, sep, strict=True)]),
+    }
 
 
 def start_server(engine: Any, tmp: Path) -> Any:
@@ -134,8 +146,10 @@ def load_bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         t.join()
     wall = time.perf_counter() - t0
     srv.stop()
-    print(f"{args.clients} clients x {args.regions} regions of {args.seconds:g} s stereo: "
-          f"wall {wall:.2f} s")  # fmt: skip
+    print(
+        f"{args.clients} clients x {args.regions} regions of {args.seconds:g} s stereo: "
+        f"wall {wall:.2f} s"
+    )
     return {"latency": pct(lat), "wall": wall}
 
 

@@ -115,8 +115,15 @@ def per_stem_table(rows: list[dict[str, Any]]) -> str:
 
 
 def vocal_table(rows: list[dict[str, Any]]) -> str:
-    cols = ("song", "singer", "vocals_median_abs_cents", "vocals_voiced_in_notes",
-            "vocals_syllable_modulation", "vocals_vad_silero", "vocals_vad_energy")  # fmt: skip
+    cols = (
+        "song",
+        "singer",
+        "vocals_median_abs_cents",
+        "vocals_voiced_in_notes",
+        "vocals_syllable_modulation",
+        "vocals_vad_silero",
+        "vocals_vad_energy",
+    )
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     lines += ["| " + " | ".join(_fmt(r.get(c)) for c in cols) + " |" for r in rows]
     return "\n".join(lines)
@@ -191,8 +198,18 @@ def main() -> None:
     ]
     if args.bench and args.bench.exists():
         b = json.loads(args.bench.read_text())
-        parts += ["## Render speed", "", "`stemtok data bench` result:", "", "| what | value |",
-                  "|---|---|"] + [f"| {k} | {v} |" for k, v in b.items()] + [""]  # fmt: skip
+        parts += (
+            [
+                "## Render speed",
+                "",
+                "`stemtok data bench` result:",
+                "",
+                "| what | value |",
+                "|---|---|",
+            ]
+            + [f"| {k} | {v} |" for k, v in b.items()]
+            + [""]
+        )
     args.out.write_text("\n".join(parts))
     print(f"wrote {args.out}")
 

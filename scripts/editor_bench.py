@@ -69,8 +69,14 @@ def bench_redraws(win: MainWindow, repeats: int) -> list[dict[str, Any]]:
             c.repaint()
 
         ms = timed(redraw, repeats)
-        rows.append({"visible_s": round(page / c.rate, 3), "spp": round(c.spp, 2),
-                     "median_ms": statistics.median(ms), "max_ms": max(ms)})  # fmt: skip
+        rows.append(
+            {
+                "visible_s": round(page / c.rate, 3),
+                "spp": round(c.spp, 2),
+                "median_ms": statistics.median(ms),
+                "max_ms": max(ms),
+            }
+        )
     return rows
 
 
@@ -139,19 +145,27 @@ def main() -> None:
 
 
 def _print(r: dict[str, Any]) -> None:
-    print(f"{r['song']}; canvas {r['canvas_px'][0]}x{r['canvas_px'][1]} px; {r['machine']}; "
-          f"load {r['load_1min']:.2f}")  # fmt: skip
+    print(
+        f"{r['song']}; canvas {r['canvas_px'][0]}x{r['canvas_px'][1]} px; {r['machine']}; "
+        f"load {r['load_1min']:.2f}"
+    )
     print(f"peaks built in {r['peaks_build_s']:.2f} s (all 5 lanes)")
     for name in ("waveform_redraws", "spectrogram_redraws"):
         print(name.replace("_", " ") + ":")
         for row in r[name]:
-            print(f"  visible {row['visible_s']:>8.2f} s  ({row['spp']:>9.2f} samples/px): "
-                  f"median {row['median_ms']:6.2f} ms, max {row['max_ms']:6.2f} ms")  # fmt: skip
-    print(f"5 spectrograms built in the background in {r['spectrogram_build_s']:.2f} s; "
-          f"redraws meanwhile: max {r['redraw_while_building_max_ms']:.1f} ms")  # fmt: skip
+            print(
+                f"  visible {row['visible_s']:>8.2f} s  ({row['spp']:>9.2f} samples/px): "
+                f"median {row['median_ms']:6.2f} ms, max {row['max_ms']:6.2f} ms"
+            )
+    print(
+        f"5 spectrograms built in the background in {r['spectrogram_build_s']:.2f} s; "
+        f"redraws meanwhile: max {r['redraw_while_building_max_ms']:.1f} ms"
+    )
     m = r["mix_block_1024_ms"]
-    print(f"mix one 1024-frame block: median {m['median']:.3f} ms, max {m['max']:.3f} ms "
-          f"(budget {m['budget']:.1f} ms)")  # fmt: skip
+    print(
+        f"mix one 1024-frame block: median {m['median']:.3f} ms, max {m['max']:.3f} ms "
+        f"(budget {m['budget']:.1f} ms)"
+    )
 
 
 if __name__ == "__main__":

@@ -27,8 +27,10 @@ def time_graph(model: Model, batch: int, steps: int) -> tuple[float, float]:
     ids). CPU time is the steadier figure on a shared machine."""
     s, rng = model.sizes, np.random.default_rng(0)
     dec = Decoder(model, batch)
-    dec.prefill(rng.standard_normal((batch, s.prefix_len, s.dim)).astype(np.float32),
-                rng.standard_normal((batch, s.layout.n_frames + 1, s.dim)).astype(np.float32))  # fmt: skip
+    dec.prefill(
+        rng.standard_normal((batch, s.prefix_len, s.dim)).astype(np.float32),
+        rng.standard_normal((batch, s.layout.n_frames + 1, s.dim)).astype(np.float32),
+    )
     ids = rng.integers(0, s.layout.codebook_size, (steps, batch, 1, s.layout.n_levels))
     t0, c0 = time.perf_counter(), time.process_time()
     for i in range(steps):
@@ -60,11 +62,17 @@ def main() -> None:
     result = {}
     for g, ts in times.items():
         wall, cpu = statistics.median(t[0] for t in ts), statistics.median(t[1] for t in ts)
-        result[g] = {"wall_ms_per_step": [round(1e3 * t[0], 3) for t in ts],
-                     "median_wall_ms": round(1e3 * wall, 3), "median_cpu_ms": round(1e3 * cpu, 3),
-                     "steps_per_s": round(1 / wall, 1)}  # fmt: skip
-    print(json.dumps({"batch": args.batch, "steps": steps, "device": args.device,
-                      "graphs": result}, indent=1))  # fmt: skip
+        result[g] = {
+            "wall_ms_per_step": [round(1e3 * t[0], 3) for t in ts],
+            "median_wall_ms": round(1e3 * wall, 3),
+            "median_cpu_ms": round(1e3 * cpu, 3),
+            "steps_per_s": round(1 / wall, 1),
+        }
+    print(
+        json.dumps(
+            {"batch": args.batch, "steps": steps, "device": args.device, "graphs": result}, indent=1
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -32,9 +32,11 @@ def teacher_gflops(cfg: TeacherConfig, seconds: float = 6.0) -> dict[str, Any]:
             model(ri)
     runs = 2 // cfg.channels  # a mono teacher runs once per channel of a stereo song
     return {
-        "config": cfg.name, "channels": cfg.channels, "parameters": count_parameters(model),
+        "config": cfg.name,
+        "channels": cfg.channels,
+        "parameters": count_parameters(model),
         "gflop_per_stereo_second": round(counter.get_total_flops() * runs / seconds / 1e9, 3),
-    }  # fmt: skip
+    }
 
 
 def htdemucs_gflops(seconds: float = 10.0) -> dict[str, Any] | None:
@@ -48,10 +50,11 @@ def htdemucs_gflops(seconds: float = 10.0) -> dict[str, Any] | None:
     with FlopCounterMode(display=False) as counter, torch.no_grad():
         model(x)
     return {
-        "config": "htdemucs (default constructor)", "channels": 2,
+        "config": "htdemucs (default constructor)",
+        "channels": 2,
         "parameters": sum(p.numel() for p in model.parameters()),
         "gflop_per_stereo_second": round(counter.get_total_flops() / seconds / 1e9, 3),
-    }  # fmt: skip
+    }
 
 
 def main() -> None:

@@ -172,15 +172,21 @@ def vad_agreement(data: Path, split: str, model: Path) -> dict[str, Any]:
         got = vad.detect(est["vocals"], audio.rate)
         n = int(np.ceil(audio.duration / hop))
         t, g = _covered(list(true.segments), n, hop), _covered(list(got.segments), n, hop)
-        rows.append({
-            "song": track.name, "seconds": round(audio.duration, 1), "method": got.method,
-            "true_ratio": round(true.ratio, 3), "est_ratio": round(got.ratio, 3),
-            "true_segments": len(true.segments), "est_segments": len(got.segments),
-            "precision": round(float((t & g).sum() / max(g.sum(), 1)), 3),
-            "recall": round(float((t & g).sum() / max(t.sum(), 1)), 3),
-            "iou": round(float((t & g).sum() / max((t | g).sum(), 1)), 3),
-            "separate_rtf": round(wall / audio.duration, 3),
-        })  # fmt: skip
+        rows.append(
+            {
+                "song": track.name,
+                "seconds": round(audio.duration, 1),
+                "method": got.method,
+                "true_ratio": round(true.ratio, 3),
+                "est_ratio": round(got.ratio, 3),
+                "true_segments": len(true.segments),
+                "est_segments": len(got.segments),
+                "precision": round(float((t & g).sum() / max(g.sum(), 1)), 3),
+                "recall": round(float((t & g).sum() / max(t.sum(), 1)), 3),
+                "iou": round(float((t & g).sum() / max((t | g).sum(), 1)), 3),
+                "separate_rtf": round(wall / audio.duration, 3),
+            }
+        )
         print(rows[-1], flush=True)
     keys = ("precision", "recall", "iou", "separate_rtf")
     mean = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys}

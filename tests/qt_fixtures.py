@@ -54,11 +54,17 @@ class FakeSeparator:
         self.calls: list[dict[str, Any]] = []
 
     def separate(
-        self, audio: np.ndarray, rate: int | None = None, *, stems: Sequence[str] = STEMS,
-        mode: str = "aligned", seed: int | None = None,
-        progress: Callable[[float], None] | None = None, cancel: Callable[[], bool] | None = None,
+        self,
+        audio: np.ndarray,
+        rate: int | None = None,
+        *,
+        stems: Sequence[str] = STEMS,
+        mode: str = "aligned",
+        seed: int | None = None,
+        progress: Callable[[float], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
         confidence: bool = False,
-    ) -> Stems:  # fmt: skip
+    ) -> Stems:
         assert rate is not None
         self.calls.append({"n": audio.shape[1], "seed": seed, "mode": mode})
         for k in range(self.steps):
@@ -76,8 +82,9 @@ class FakeSeparator:
         return Stems(out, rate, conf if confidence else {}, 12.5 if confidence else 0.0)
 
 
-def tone_file(path: Path, seconds: float = 1.0, rate: int = 44100, channels: int = 2,
-              depth: str = "16") -> Path:  # fmt: skip
+def tone_file(
+    path: Path, seconds: float = 1.0, rate: int = 44100, channels: int = 2, depth: str = "16"
+) -> Path:
     """A chord with a little noise, written as ``path``."""
     t = np.arange(int(seconds * rate)) / rate
     x = 0.2 * np.sin(2 * np.pi * 220 * t) + 0.15 * np.sin(2 * np.pi * 330 * t)

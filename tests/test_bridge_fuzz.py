@@ -21,8 +21,20 @@ from app.bridge.protocol import Limits
 from app.bridge.server import BridgeConfig, BridgeServer
 from app.bridge.testing import FractionEngine, expected
 
-CODES = {"bad_frame", "bad_request", "bad_audio", "too_large", "unauthorized", "unsupported",
-         "busy", "cancelled", "not_found", "timeout", "shutdown", "internal"}  # fmt: skip
+CODES = {
+    "bad_frame",
+    "bad_request",
+    "bad_audio",
+    "too_large",
+    "unauthorized",
+    "unsupported",
+    "busy",
+    "cancelled",
+    "not_found",
+    "timeout",
+    "shutdown",
+    "internal",
+}
 REPLIES = {"welcome", "error", "pong", "status", "progress", "stem", "done"}
 TYPES = ["hello", "separate", "cancel", "ping", "status", "bye", "stem", "welcome", "", "x"]
 
@@ -36,8 +48,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BridgeServer]:
         mp.setenv("XDG_RUNTIME_DIR", str(base / "run"))
         t = Timeouts(hello=0.5, idle=0.5, frame=0.5, write=2.0, flush=0.5)
         limits = Limits(max_header=4096, max_payload=1 << 20, max_frames=100_000)
-        config = BridgeConfig(port=0, socket_path=paths.default_socket_path(), timeouts=t,
-                              limits=limits)  # fmt: skip
+        config = BridgeConfig(
+            port=0, socket_path=paths.default_socket_path(), timeouts=t, limits=limits
+        )
         srv = BridgeServer(FractionEngine(), config)
         srv.start()
         yield srv
@@ -97,11 +110,16 @@ def assert_still_serving(srv: BridgeServer) -> None:
 
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**40), 2**40) | st.floats(allow_nan=False)
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**40), 2**40)
+    | st.floats(allow_nan=False)
     | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
-)  # fmt: skip
+)
 
 
 @st.composite
@@ -110,13 +128,34 @@ def headers(draw: st.DrawFn) -> bytes:
     if draw(st.integers(0, 9)) == 0:
         return draw(st.binary(max_size=64))
     h: dict[str, Any] = {"type": draw(st.sampled_from(TYPES))}
-    for key in draw(st.lists(st.sampled_from(
-            ["id", "sample_rate", "channels", "frames", "format", "stems", "mode", "seed",
-             "version", "token", "zz"]), max_size=6)):  # fmt: skip
+    for key in draw(
+        st.lists(
+            st.sampled_from(
+                [
+                    "id",
+                    "sample_rate",
+                    "channels",
+                    "frames",
+                    "format",
+                    "stems",
+                    "mode",
+                    "seed",
+                    "version",
+                    "token",
+                    "zz",
+                ]
+            ),
+            max_size=6,
+        )
+    ):
         h[key] = draw(json_values)
     if h["type"] == "separate" and draw(st.booleans()):
-        h.update(id="f", sample_rate=8000, channels=draw(st.integers(1, 3)),
-                 frames=draw(st.integers(1, 50)))  # fmt: skip
+        h.update(
+            id="f",
+            sample_rate=8000,
+            channels=draw(st.integers(1, 3)),
+            frames=draw(st.integers(1, 50)),
+        )
     return json.dumps(h).encode()
 
 

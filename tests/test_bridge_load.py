@@ -36,8 +36,9 @@ def make_region(client: int, k: int) -> tuple[np.ndarray, int]:
 def run_client(srv: BridgeServer, cid: int, out: dict[str, Any], errors: list[str]) -> None:
     """Pipeline REGIONS regions, then read raw frames and count every stem."""
     try:
-        with BridgeClient(srv.socket_path if cid % 2 else None, None if cid % 2 else srv.port,
-                          timeout=60.0) as c:  # fmt: skip
+        with BridgeClient(
+            srv.socket_path if cid % 2 else None, None if cid % 2 else srv.port, timeout=60.0
+        ) as c:
             regions, sent = {}, {}
             for k in range(REGIONS):
                 a, rate = make_region(cid, k)
@@ -79,8 +80,9 @@ def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
 def test_sixteen_clients_three_regions_each(server: BridgeServer) -> None:
     out: dict[int, Any] = {}
     errors: list[str] = []
-    threads = [threading.Thread(target=run_client, args=(server, i, out, errors))
-               for i in range(CLIENTS)]  # fmt: skip
+    threads = [
+        threading.Thread(target=run_client, args=(server, i, out, errors)) for i in range(CLIENTS)
+    ]
     t0 = time.perf_counter()
     for t in threads:
         t.start()
@@ -94,8 +96,10 @@ def test_sixteen_clients_three_regions_each(server: BridgeServer) -> None:
     assert len(server.engine.calls) == CLIENTS * REGIONS  # type: ignore[attr-defined]
     lat = np.array([v for _, latency, _ in out.values() for v in latency.values()])
     p50, p95, worst = np.percentile(lat, 50), np.percentile(lat, 95), lat.max()
-    print(f"\nload {CLIENTS}x{REGIONS}: wall {wall:.2f} s, latency p50 {1000 * p50:.0f} ms, "
-          f"p95 {1000 * p95:.0f} ms, max {1000 * worst:.0f} ms")  # fmt: skip
+    print(
+        f"\nload {CLIENTS}x{REGIONS}: wall {wall:.2f} s, latency p50 {1000 * p50:.0f} ms, "
+        f"p95 {1000 * p95:.0f} ms, max {1000 * worst:.0f} ms"
+    )
     assert wall < 30.0 and worst < 30.0
     with BridgeClient(port=server.port) as c:
         st = c.status()

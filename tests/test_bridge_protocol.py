@@ -115,8 +115,15 @@ def read_token(config_home: Path) -> str:
 
 
 def separate_header(rid: str, rate: int, channels: int, frames: int, **kw: Any) -> dict[str, Any]:
-    return {"type": "separate", "id": rid, "sample_rate": rate, "channels": channels,
-            "frames": frames, "format": "f32le", **kw}  # fmt: skip
+    return {
+        "type": "separate",
+        "id": rid,
+        "sample_rate": rate,
+        "channels": channels,
+        "frames": frames,
+        "format": "f32le",
+        **kw,
+    }
 
 
 def collect(c: RawClient, rid: str) -> tuple[list[dict], dict[str, tuple[dict, bytes]], dict]:
@@ -257,8 +264,9 @@ def test_no_or_wrong_hello_is_unauthorized_and_closed(server: Any, first: dict) 
 def test_payload_before_hello_is_refused_unread(server: Any, env: dict[str, Path]) -> None:
     c = RawClient(server.port)
     token = read_token(env["cfg"])
-    c.send_raw(raw_frame(json.dumps({"type": "hello", "version": 1, "token": token}).encode(),
-                         b"x" * 10))  # fmt: skip
+    c.send_raw(
+        raw_frame(json.dumps({"type": "hello", "version": 1, "token": token}).encode(), b"x" * 10)
+    )
     c.expect_error("unauthorized")
     assert c.closed()
 
@@ -272,9 +280,17 @@ def test_other_protocol_version_is_unsupported(server: Any, env: dict[str, Path]
 
 @pytest.mark.parametrize(
     "header_bytes",
-    [b"\xff\xfe not utf-8", b"{not json", b"[1, 2]", b'{"no_type": 1}', b'{"type": 5}',
-     b'{"type": "ping", "type": "ping"}', b'{"type": "ping", "x": NaN}', b""],
-)  # fmt: skip
+    [
+        b"\xff\xfe not utf-8",
+        b"{not json",
+        b"[1, 2]",
+        b'{"no_type": 1}',
+        b'{"type": 5}',
+        b'{"type": "ping", "type": "ping"}',
+        b'{"type": "ping", "x": NaN}',
+        b"",
+    ],
+)
 def test_broken_headers_are_bad_frame_and_the_connection_goes_on(
     client: RawClient, header_bytes: bytes
 ) -> None:

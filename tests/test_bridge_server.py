@@ -243,8 +243,7 @@ def test_audio_queued_or_arriving_is_bounded(make_server: Any) -> None:
     while srv.status()["running"] == 0:
         time.sleep(0.01)
     queued = a.submit(pcm(one), 8000, 2)  # 6400 queued
-    header = {"type": "separate", "id": "slow", "sample_rate": 8000, "channels": 2,
-              "frames": 800}  # fmt: skip
+    header = {"type": "separate", "id": "slow", "sample_rate": 8000, "channels": 2, "frames": 800}
     b.sock.sendall(encode_frame(header, pcm(one)))  # header only: its 6400 bytes are "arriving"
     time.sleep(0.2)
     with pytest.raises(BridgeError) as exc:
@@ -325,8 +324,14 @@ def test_signal_stops_the_server_gracefully(tmp_path: Path, sig: int) -> None:
     script = tmp_path / "serve.py"
     script.write_text(SERVE_SCRIPT)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    proc = subprocess.Popen([sys.executable, str(script), "1.0"], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "1.0"],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 30
         while paths.read_state() is None:
@@ -351,8 +356,9 @@ def test_signal_stops_the_server_gracefully(tmp_path: Path, sig: int) -> None:
 # --------------------------------------------------------------------------- files, auth
 def test_token_is_created_once_user_only_and_reused(env: dict[str, Path]) -> None:
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(load_or_create_token()))
-               for _ in range(8)]  # fmt: skip
+    threads = [
+        threading.Thread(target=lambda: results.append(load_or_create_token())) for _ in range(8)
+    ]
     for t in threads:
         t.start()
     for t in threads:
@@ -386,8 +392,9 @@ def test_wrong_token_from_the_client(make_server: Any) -> None:
 
 def test_tcp_listens_on_loopback_only(make_server: Any) -> None:
     srv = make_server()
-    tcp = [s.getsockname() for lst in srv._listeners for s in lst.sockets
-           if s.family == socket.AF_INET]  # fmt: skip
+    tcp = [
+        s.getsockname() for lst in srv._listeners for s in lst.sockets if s.family == socket.AF_INET
+    ]
     assert tcp == [("127.0.0.1", srv.port)]
 
 
@@ -449,8 +456,23 @@ def test_send_and_status_commands(
         np.testing.assert_array_equal(got, expected(a, name))
     assert main(["send", str(src), "--out", str(out), "--quiet", "--stems", "bass"]) == 2
     assert "already exists" in capsys.readouterr().err
-    assert main(["send", str(src), "-o", str(out), "--quiet", "--stems", "bass",
-                 "--overwrite", "--port", str(srv.port)]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "send",
+                str(src),
+                "-o",
+                str(out),
+                "--quiet",
+                "--stems",
+                "bass",
+                "--overwrite",
+                "--port",
+                str(srv.port),
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     assert main(["bridge", "--status"]) == 0
     text = capsys.readouterr().out
@@ -525,8 +547,13 @@ def test_stdlib_wav_helpers_agree_with_the_engine(tmp_path: Path, depth: str) ->
 def test_stemtok_bridge_command_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
     exe = Path(sys.executable).with_name("stemtok")
     sock = paths.default_socket_path()
-    proc = subprocess.Popen([str(exe), "bridge", "--port", "0", "--threads", "2"], cwd=tmp_path,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    proc = subprocess.Popen(
+        [str(exe), "bridge", "--port", "0", "--threads", "2"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while paths.read_state() is None:

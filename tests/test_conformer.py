@@ -21,10 +21,21 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = dataclasses.replace(
-    LMConfig.small(), n_levels=2, codebook_size=8, n_frames=4, mel_frames=16, enc_dim=24,
-    enc_heads=2, enc_layers=2, enc_stride=2, dim=32, n_heads=4, n_kv_heads=2, ff_dim=64,
+    LMConfig.small(),
+    n_levels=2,
+    codebook_size=8,
+    n_frames=4,
+    mel_frames=16,
+    enc_dim=24,
+    enc_heads=2,
+    enc_layers=2,
+    enc_stride=2,
+    dim=32,
+    n_heads=4,
+    n_kv_heads=2,
+    ff_dim=64,
     n_layers=1,
-)  # fmt: skip
+)
 
 
 def test_output_shape_with_stride() -> None:

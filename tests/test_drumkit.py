@@ -49,8 +49,10 @@ def _noise(seconds: float, amp: float, seed: int) -> np.ndarray:
 
 _INSTRUMENT = """  <instrument><id>{i}</id><name>{name}</name><volume>{volume}</volume>
    <gain>1</gain>{body}</instrument>"""
-_LAYER = "<layer><filename>{f}</filename><min>{lo}</min><max>{hi}</max><gain>1</gain>" \
-    "<pitch>{pitch}</pitch></layer>"  # fmt: skip
+_LAYER = (
+    "<layer><filename>{f}</filename><min>{lo}</min><max>{hi}</max><gain>1</gain>"
+    "<pitch>{pitch}</pitch></layer>"
+)
 
 
 def _write_kit(folder: Path, instruments: list[tuple[str, float, str]], licence: str) -> None:
@@ -88,8 +90,12 @@ def kits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write_kit(
         kit,
         [
-            ("Kick", 1.0, _LAYER.format(f="kick_soft.wav", lo=0, hi=0.5, pitch=0)
-             + _LAYER.format(f="kick_hard.wav", lo=0.5, hi=1, pitch=0)),
+            (
+                "Kick",
+                1.0,
+                _LAYER.format(f="kick_soft.wav", lo=0, hi=0.5, pitch=0)
+                + _LAYER.format(f="kick_hard.wav", lo=0.5, hi=1, pitch=0),
+            ),
             ("Snare Rock", 0.8, "<filename>snare.flac</filename>"),
             ("Closed HH", 1.0, _LAYER.format(f="hat_closed.wav", lo=0, hi=1, pitch=0)),
             ("Open HH", 1.0, _LAYER.format(f="hat_open.wav", lo=0, hi=1, pitch=0)),
@@ -98,7 +104,7 @@ def kits(tmp_path_factory: pytest.TempPathFactory) -> Path:
             ("17", 1.0, _LAYER.format(f="bell.wav", lo=0, hi=1, pitch=0)),
         ],
         "CC0",
-    )  # fmt: skip
+    )
     perc = root / "PercOnly"
     perc.mkdir()
     write_audio(perc / "bongo.wav", _tone(0.3, 300.0, 0.5), SRC_RATE)

@@ -85,8 +85,12 @@ def win(qapp: QApplication, settings: QSettings, engine: Engine) -> Iterator[Mai
 
 
 def config(**changes: Any) -> BridgeConfig:
-    base: dict[str, Any] = {"port": 0, "socket_path": paths.default_socket_path(),
-                            "state_file": paths.state_path(), "timeouts": FAST}  # fmt: skip
+    base: dict[str, Any] = {
+        "port": 0,
+        "socket_path": paths.default_socket_path(),
+        "state_file": paths.state_path(),
+        "timeouts": FAST,
+    }
     return BridgeConfig(**{**base, **changes})
 
 
@@ -126,8 +130,18 @@ def send_named(audio: np.ndarray, client: str, rate: int = 8000) -> dict[str, An
     def go() -> Any:
         with BridgeClient(paths.default_socket_path(), timeout=20) as c:
             pcm = np.ascontiguousarray(audio.T, "<f4").tobytes()
-            c.send({"type": "separate", "id": "take-7", "sample_rate": rate, "channels": 2,
-                    "frames": audio.shape[1], "format": "f32le", "client": client}, pcm)  # fmt: skip
+            c.send(
+                {
+                    "type": "separate",
+                    "id": "take-7",
+                    "sample_rate": rate,
+                    "channels": 2,
+                    "frames": audio.shape[1],
+                    "format": "f32le",
+                    "client": client,
+                },
+                pcm,
+            )
             return c.wait("take-7")
 
     return in_thread(go)
@@ -185,8 +199,10 @@ def test_regions_from_a_daw_open_in_the_lanes_already_separated(
     b = region(0.5, seed=1)  # a second region replaces the first DAW region in the lanes
     out2 = send_named(b, "REAPER 7")
     wait_until(lambda: done(out2) and win.session.frames == 4000)
-    assert out2["value"].stems["vocals"] == np.ascontiguousarray(
-        expected(b, "vocals").T, "<f4").tobytes()  # fmt: skip
+    assert (
+        out2["value"].stems["vocals"]
+        == np.ascontiguousarray(expected(b, "vocals").T, "<f4").tobytes()
+    )
     np.testing.assert_array_equal(win.session.stems["bass"], expected(b, "bass"))
     texts = menu_texts(front)
     assert texts[0].split("  ", 1)[1].startswith("REAPER 7: 0.5 s")  # newest first

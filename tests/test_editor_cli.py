@@ -41,8 +41,20 @@ def test_screenshot_with_the_real_model(qapp: QApplication, tmp_path: Path) -> N
     audio, rate = read_audio(DEMO)
     song = write_audio(tmp_path / "two.wav", audio[:, 3 * rate : 5 * rate], rate, bit_depth=16)
     png = tmp_path / "shot.png"
-    code = main(["editor", str(song), "--screenshot", str(png), "--threads", "2",
-                 "--mute", "drums", "--size", "1100x700"])  # fmt: skip
+    code = main(
+        [
+            "editor",
+            str(song),
+            "--screenshot",
+            str(png),
+            "--threads",
+            "2",
+            "--mute",
+            "drums",
+            "--size",
+            "1100x700",
+        ]
+    )
     assert code == 0
     img = QImage(str(png))
     assert (img.width(), img.height()) == (1100, 700)
@@ -50,8 +62,9 @@ def test_screenshot_with_the_real_model(qapp: QApplication, tmp_path: Path) -> N
     assert colour_share(img, "bass") > 0.001
     assert colour_share(img, "drums") < colour_share(img, "bass")  # muted: drawn dimmed
     # Cancel reaches the real Separator through its cancel callback
-    session = Session(lambda: Separator(threads=2), QSettings(str(tmp_path / "s.ini"),
-                      QSettings.Format.IniFormat))  # fmt: skip
+    session = Session(
+        lambda: Separator(threads=2), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+    )
     messages: list[str] = []
     session.message.connect(messages.append)
     session.open_path(song)

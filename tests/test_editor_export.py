@@ -105,8 +105,14 @@ def test_mp3_export_of_six_channels_at_96_khz_is_stereo_48_khz_with_a_notice(
     assert dlg.depth_note.text() == (
         "MP3 V0 at 48000 Hz (downmixed from 6 channels, resampled from 96000 Hz)"
     )
-    written, warnings = run_export(ExportPlan("stems", "mp3", tmp_path / "daw", ("bass",)),
-                                   "six", s.stems, s.mixer, s.rate, s.sample_format)  # fmt: skip
+    written, warnings = run_export(
+        ExportPlan("stems", "mp3", tmp_path / "daw", ("bass",)),
+        "six",
+        s.stems,
+        s.mixer,
+        s.rate,
+        s.sample_format,
+    )
     info = probe(written[0])
     assert (info.channels, info.rate) == (2, 48000) and abs(info.frames - 24000) <= 1
     assert warnings == [

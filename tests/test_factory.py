@@ -70,8 +70,7 @@ def test_same_seed_same_bytes_and_resume(made: Path, tmp_path: Path) -> None:
 
 
 def test_other_settings_refuse_to_resume(made: Path) -> None:
-    other = factory.SynthConfig(minutes=0.4, seed=6, backend="numpy", min_seconds=8,
-                                max_seconds=12)  # fmt: skip
+    other = factory.SynthConfig(minutes=0.4, seed=6, backend="numpy", min_seconds=8, max_seconds=12)
     with pytest.raises(StemtokError, match="other settings"):
         factory.synth(other, made)
 
@@ -86,8 +85,24 @@ def test_cli_synth_and_stats(
     made: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     out = tmp_path / "cli"
-    args = ["data", "synth", "--minutes", "0.15", "--out", str(out), "--seed", "2",
-            "--backend", "numpy", "--min-seconds", "8", "--max-seconds", "10", "--jobs", "1"]  # fmt: skip
+    args = [
+        "data",
+        "synth",
+        "--minutes",
+        "0.15",
+        "--out",
+        str(out),
+        "--seed",
+        "2",
+        "--backend",
+        "numpy",
+        "--min-seconds",
+        "8",
+        "--max-seconds",
+        "10",
+        "--jobs",
+        "1",
+    ]
     assert main([*args, "--generator", "1"]) == 0
     assert "songs" in capsys.readouterr().out
     manifest = json.loads((out / "manifest.json").read_text())

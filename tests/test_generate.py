@@ -125,8 +125,12 @@ def test_stop_on_end_ends_a_track_and_repeats_its_last_frame() -> None:
 def test_progress_and_cancel() -> None:
     model, mel = tiny_lm(), mel_of(1)
     seen: list[tuple[int, int]] = []
-    generate(model, mel, given={"bass": np.zeros((1, 2, 3, 4), dtype=np.int64)},
-             progress=lambda d, t: seen.append((d, t)))  # fmt: skip
+    generate(
+        model,
+        mel,
+        given={"bass": np.zeros((1, 2, 3, 4), dtype=np.int64)},
+        progress=lambda d, t: seen.append((d, t)),
+    )
     assert seen[-1] == (3 * 8, 3 * 8) and len(seen) == 24
     with pytest.raises(GenerationCancelled):
         generate(model, mel, cancel=lambda: True)

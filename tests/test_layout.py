@@ -86,8 +86,15 @@ def test_every_target_is_allowed_by_its_kind(layout: TokenLayout, seed: int) -> 
 
 def test_kinds_of_one_track() -> None:
     layout = TokenLayout(n_levels=2, codebook_size=4, n_frames=3)
-    assert layout.track_kinds().tolist() == [FIRST, SEMANTIC, ACOUSTIC_OR_END, SEMANTIC,
-                                             ACOUSTIC_OR_END, SEMANTIC, ACOUSTIC_OR_END]  # fmt: skip
+    assert layout.track_kinds().tolist() == [
+        FIRST,
+        SEMANTIC,
+        ACOUSTIC_OR_END,
+        SEMANTIC,
+        ACOUSTIC_OR_END,
+        SEMANTIC,
+        ACOUSTIC_OR_END,
+    ]
     masks = layout.class_masks()
     assert masks[FIRST].sum() == 4 and not masks[FIRST, layout.end]
     assert masks[SEMANTIC, 4:8].all() and masks[SEMANTIC].sum() == 4

@@ -216,8 +216,9 @@ def test_label_smoothing_and_accuracy_of_a_perfect_model() -> None:
 
 # --------------------------------------------------------------------------- training
 def test_token_bank_crops_are_aligned(tmp_path: Path) -> None:
-    tok = write_synthetic_tokens(tmp_path / "tok", songs={"train": 2}, frames=10, n_levels=2,
-                                 codebook_size=8)  # fmt: skip
+    tok = write_synthetic_tokens(
+        tmp_path / "tok", songs={"train": 2}, frames=10, n_levels=2, codebook_size=8
+    )
     bank = TokenBank(tok, "train", n_frames=4)
     assert len(bank) == 2 and bank.frames == 20
     codes, mel = bank.crop(1, 3)
@@ -229,8 +230,9 @@ def test_token_bank_crops_are_aligned(tmp_path: Path) -> None:
 
 
 def test_tiny_model_overfits_one_song(tmp_path: Path) -> None:
-    tok = write_synthetic_tokens(tmp_path / "tok", songs={"train": 1}, frames=4, n_levels=3,
-                                 codebook_size=16, seed=3)  # fmt: skip
+    tok = write_synthetic_tokens(
+        tmp_path / "tok", songs={"train": 1}, frames=4, n_levels=3, codebook_size=16, seed=3
+    )
     cfg = dataclasses.replace(TINY, dim=64, n_heads=4, ff_dim=128)
     tcfg = TrainConfig(lr=3e-3, warmup_steps=10, decay_half_life=10**6, batch_size=2)
     trainer = LMTrainer(cfg, tcfg, tok, torch.device("cpu"))
@@ -242,8 +244,9 @@ def test_tiny_model_overfits_one_song(tmp_path: Path) -> None:
 
 
 def test_train_lm_writes_a_resumable_run(tmp_path: Path) -> None:
-    tok = write_synthetic_tokens(tmp_path / "tok", songs={"train": 2, "valid": 1}, frames=6,
-                                 n_levels=3, codebook_size=16)  # fmt: skip
+    tok = write_synthetic_tokens(
+        tmp_path / "tok", songs={"train": 2, "valid": 1}, frames=6, n_levels=3, codebook_size=16
+    )
     out = tmp_path / "run"
     tcfg = TrainConfig(warmup_steps=2, batch_size=2, eval_every=2, eval_batches=1, log_every=1)
     first = train_lm(TINY, tcfg, tok, out, max_steps=3, echo=None, progress=False)
@@ -261,22 +264,26 @@ def test_train_lm_writes_a_resumable_run(tmp_path: Path) -> None:
 
 
 def test_parallel_and_frozen_variants_train(tmp_path: Path) -> None:
-    tok = write_synthetic_tokens(tmp_path / "tok", songs={"train": 1}, frames=4, n_levels=3,
-                                 codebook_size=16)  # fmt: skip
+    tok = write_synthetic_tokens(
+        tmp_path / "tok", songs={"train": 1}, frames=4, n_levels=3, codebook_size=16
+    )
     tcfg = TrainConfig(warmup_steps=1, batch_size=2)
     for key in ("a1", "a3"):
         trainer = LMTrainer(TINY.ablation(key), tcfg, tok, torch.device("cpu"))
         frozen = [p.clone() for p in trainer.model.encoder.parameters()]
         rec = trainer.train_step()
         assert np.isfinite(rec["loss"])
-        moved = any(not torch.equal(a, b) for a, b in
-                    zip(frozen, trainer.model.encoder.parameters(), strict=True))  # fmt: skip
+        moved = any(
+            not torch.equal(a, b)
+            for a, b in zip(frozen, trainer.model.encoder.parameters(), strict=True)
+        )
         assert moved == (key != "a1")
 
 
 def test_batch_layouts(tmp_path: Path) -> None:
-    tok = write_synthetic_tokens(tmp_path / "tok", songs={"train": 1}, frames=4, n_levels=3,
-                                 codebook_size=16)  # fmt: skip
+    tok = write_synthetic_tokens(
+        tmp_path / "tok", songs={"train": 1}, frames=4, n_levels=3, codebook_size=16
+    )
     crops = TokenBank(tok, "train", 4).sample(np.random.default_rng(0), 2)
     seq = make_batch(TINY, crops, torch.device("cpu"))
     par = make_batch(TINY.ablation("a3"), crops, torch.device("cpu"))

@@ -93,7 +93,9 @@ def test_mute_toggle_ramps_without_a_click() -> None:
     assert steps.max() <= sine_slope + 0.5 / m.ramp + 1e-4
     # the fade takes the ramp length, then the muted stem is gone exactly
     mute_at = 512 * 20
-    np.testing.assert_allclose(out[0, mute_at + m.ramp + 1 : 512 * 60], sine[mute_at + m.ramp + 1 : 512 * 60], atol=1e-6)  # fmt: skip
+    np.testing.assert_allclose(
+        out[0, mute_at + m.ramp + 1 : 512 * 60], sine[mute_at + m.ramp + 1 : 512 * 60], atol=1e-6
+    )
     assert np.all(
         np.diff(out[0, mute_at : mute_at + m.ramp] - sine[mute_at : mute_at + m.ramp]) < 0
     )

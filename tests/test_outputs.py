@@ -56,8 +56,12 @@ def test_mp3_downmixes_and_resamples_with_a_notice() -> None:
     assert "96 kHz is resampled to 48 kHz" in six.notice
     assert plan_output("mp3", 2, 88200).rate == 44100 and plan_output("mp3", 1, 44100).notice == ""
     assert [mp3_rate(r) for r in (176400, 192000, 64000, 37800, 8000)] == [
-        44100, 48000, 48000, 44100, 8000,
-    ]  # fmt: skip
+        44100,
+        48000,
+        48000,
+        44100,
+        8000,
+    ]
     assert plan_output("flac", 6, 96000).notice == ""  # FLAC, WAV and AIFF keep the input
     assert (plan_output("wav", 9, 192000).channels, plan_output("aiff", 9, 8000).rate) == (9, 8000)
 

@@ -55,8 +55,9 @@ def teacher(tmp_path_factory: pytest.TempPathFactory) -> TeacherSeparator:
     try:
         root = tmp_path_factory.mktemp("pl")
         save_teacher(_vocals_only_teacher(), root / "run")
-        export_teacher(root / "run", root / "model", window_s=1.0, overlap_s=0.2,
-                       echo=lambda line: None)  # fmt: skip
+        export_teacher(
+            root / "run", root / "model", window_s=1.0, overlap_s=0.2, echo=lambda line: None
+        )
     finally:
         torch.set_num_threads(before)
     return TeacherSeparator(root / "model", device="cpu", threads=1, batch=8)
@@ -85,8 +86,10 @@ def test_sung_segments_are_found_cut_and_readable(
         assert song["pseudo_label"] and song["stems"]["vocals"] == "pseudo-label"
         assert song["source"].endswith("sing.wav") and song["split"] == "train"
     by_file = {Path(s["file"]).name: s for s in m["sources"]}
-    assert by_file["noise.flac"]["songs"] == [] and "no vocal segment" in by_file["noise.flac"][
-        "status"]  # fmt: skip
+    assert (
+        by_file["noise.flac"]["songs"] == []
+        and "no vocal segment" in by_file["noise.flac"]["status"]
+    )
     assert by_file["sing.wav"]["vad_method"] == "energy"
     assert m["kind"] == "pseudo-labels"
     sha = json.loads((teacher.model.folder / "model_config.json").read_text())["files"]
@@ -100,8 +103,7 @@ def test_sung_segments_are_found_cut_and_readable(
         audio = track.load()
         assert audio.rate == RATE and audio.channels == 2
         start = round(song["segment"][0] * RATE)
-        np.testing.assert_allclose(audio.mixture[0], sung[start : start + audio.frames],
-                                   atol=1e-6)  # fmt: skip
+        np.testing.assert_allclose(audio.mixture[0], sung[start : start + audio.frames], atol=1e-6)
         np.testing.assert_allclose(audio.stems["vocals"], audio.mixture, atol=1e-4)
         assert float(np.abs(audio.stems["drums"]).max()) < 1e-4
         total = sum(audio.stems[s] for s in STEMS)
@@ -129,8 +131,9 @@ def test_rules_apply_to_any_segmenter_and_overwrite(
     with pytest.raises(StemtokError, match="not empty"):
         pseudo_label(songs, out, cfg=cfg, separator=teacher, segmenter=segmenter)
     (out / "mine.txt").write_text("keep me")
-    m2 = pseudo_label(songs, out, cfg=PseudoLabelConfig(vad_method="energy", overwrite=True),
-                      separator=teacher)  # fmt: skip
+    m2 = pseudo_label(
+        songs, out, cfg=PseudoLabelConfig(vad_method="energy", overwrite=True), separator=teacher
+    )
     assert not (out / "extra").exists() or not any((out / "extra").iterdir())  # old set removed
     assert (out / "mine.txt").read_text() == "keep me"  # what it did not write stays
     assert len(m2["songs"]) == 2
@@ -141,8 +144,13 @@ def test_bad_files_are_recorded_and_the_rest_run(
 ) -> None:
     (songs / "broken.wav").write_bytes(b"RIFF....WAVEjunk")
     errors: list[str] = []
-    m = pseudo_label(songs, tmp_path / "pl", cfg=PseudoLabelConfig(vad_method="energy"),
-                     separator=teacher, on_error=lambda p, msg: errors.append(p.name))  # fmt: skip
+    m = pseudo_label(
+        songs,
+        tmp_path / "pl",
+        cfg=PseudoLabelConfig(vad_method="energy"),
+        separator=teacher,
+        on_error=lambda p, msg: errors.append(p.name),
+    )
     assert errors == ["broken.wav"] and len(m["songs"]) == 2
     bad = next(s for s in m["sources"] if s["file"].endswith("broken.wav"))
     assert bad["status"].startswith("error:")
@@ -160,11 +168,25 @@ def test_inputs_and_names(tmp_path: Path) -> None:
         PseudoLabelConfig(split="../up")
 
 
-def test_cli(teacher: TeacherSeparator, songs: Path, tmp_path: Path,
-             capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+def test_cli(
+    teacher: TeacherSeparator, songs: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "cli"
-    argv = ["data", "pseudo-label", "--in", str(songs), "--out", str(out), "--model",
-            str(teacher.model.folder), "--vad", "energy", "--threads", "1", "--quiet"]  # fmt: skip
+    argv = [
+        "data",
+        "pseudo-label",
+        "--in",
+        str(songs),
+        "--out",
+        str(out),
+        "--model",
+        str(teacher.model.folder),
+        "--vad",
+        "energy",
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     assert main(argv) == 0
     assert "2 segments" in capsys.readouterr().out
     assert main(["data", "stats", str(out)]) == 0

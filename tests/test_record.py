@@ -84,8 +84,14 @@ def test_limiter_holds_the_ceiling_on_a_spike() -> None:
     assert g[0] == pytest.approx(1.0) and g[1990] < 1.0  # looks ahead, leaves the start alone
 
 
-def _part(stem: str, name: str, program: int = 0, role: str = "", drum: bool = False,
-          notes: tuple[Note, ...] = ()) -> Part:  # fmt: skip
+def _part(
+    stem: str,
+    name: str,
+    program: int = 0,
+    role: str = "",
+    drum: bool = False,
+    notes: tuple[Note, ...] = (),
+) -> Part:
     return Part(stem=stem, name=name, program=program, notes=notes, is_drum=drum, role=role)
 
 

@@ -89,9 +89,13 @@ def test_repeated_pitch_is_cut_before_it_sounds_again(tmp_path: Path) -> None:
     events, _ = _read_events(tmp_path / "r.mid")
     kinds = [(round(t, 3), m.type) for t, m in events if m.type.startswith("note")]
     assert kinds == [
-        (0.0, "note_on"), (0.5, "note_off"), (0.5, "note_on"),
-        (1.5, "note_off"), (1.5, "note_on"), (2.0, "note_off"),
-    ]  # fmt: skip
+        (0.0, "note_on"),
+        (0.5, "note_off"),
+        (0.5, "note_on"),
+        (1.5, "note_off"),
+        (1.5, "note_on"),
+        (2.0, "note_off"),
+    ]
 
 
 # --- fonts and dispatch -----------------------------------------------------------------------

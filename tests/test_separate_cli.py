@@ -45,8 +45,18 @@ def test_separate_writes_song_folders_and_refuses_to_overwrite(
     x = write_song(songs / "one.wav")
     write_song(songs / "sub" / "two.flac", 0.5, 48000, 1)
     out = tmp_path / "stems"
-    args = ["separate", str(songs), "-o", str(out), "--model", str(tiny_dir), "--threads", "1",
-            "--device", "cpu"]  # fmt: skip
+    args = [
+        "separate",
+        str(songs),
+        "-o",
+        str(out),
+        "--model",
+        str(tiny_dir),
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert main([*args, "--stems", "vocals,drums", "--quiet"]) == 0
     assert sorted(p.name for p in (out / "one").iterdir()) == ["drums.wav", "vocals.wav"]
     vocals, rate = sf.read(out / "one" / "vocals.wav", always_2d=True)
@@ -71,8 +81,18 @@ def test_bad_inputs_give_one_line(
     one_line_error(
         capsys, main(["separate", str(tmp_path / "ok.wav"), *base, "--stems", "piano"]), "piano"
     )
-    code = main(["separate", str(tmp_path / "ok.wav"), "-o", str(tmp_path / "o"),
-                 "--model", str(tmp_path / "empty"), "--device", "cpu"])  # fmt: skip
+    code = main(
+        [
+            "separate",
+            str(tmp_path / "ok.wav"),
+            "-o",
+            str(tmp_path / "o"),
+            "--model",
+            str(tmp_path / "empty"),
+            "--device",
+            "cpu",
+        ]
+    )
     one_line_error(capsys, code, "not a model folder")
 
 
@@ -81,8 +101,15 @@ def test_karaoke_is_the_instrumental_with_an_optional_guide(
 ) -> None:
     x = write_song(tmp_path / "song.wav")
     out = tmp_path / "karaoke.wav"
-    base = ["karaoke", str(tmp_path / "song.wav"), "--model", str(tiny_dir), "--quiet",
-            "--device", "cpu"]  # fmt: skip
+    base = [
+        "karaoke",
+        str(tmp_path / "song.wav"),
+        "--model",
+        str(tiny_dir),
+        "--quiet",
+        "--device",
+        "cpu",
+    ]
     assert main([*base, "-o", str(out)]) == 0
     plain, rate = sf.read(out, always_2d=True)
     assert rate == 44100 and plain.T.shape == x.shape
@@ -114,8 +141,10 @@ def test_end_to_end_with_the_shipped_model(tmp_path: Path) -> None:
     write_audio(clip, audio[:, rate * 8 : rate * 11], rate, bit_depth="32f")
     args = ["separate", str(clip), "-o", str(tmp_path / "stems"), "--quiet", "--device", "cpu"]
     assert main([*args, "--threads", "2"]) == 0
-    stems = [sf.read(tmp_path / "stems" / "demo" / f"{s}.wav", always_2d=True)[0].T
-             for s in ("vocals", "drums", "bass", "other")]  # fmt: skip
+    stems = [
+        sf.read(tmp_path / "stems" / "demo" / f"{s}.wav", always_2d=True)[0].T
+        for s in ("vocals", "drums", "bass", "other")
+    ]
     mix = audio[:, rate * 8 : rate * 11]
     assert all(s.shape == mix.shape for s in stems)
     err = np.sum((sum(stems) - mix) ** 2) / np.sum(mix.astype(np.float64) ** 2)
@@ -172,9 +201,11 @@ def test_bad_input_and_refused_format_fail_before_the_model_loads_leaving_nothin
         code = main([cmd, str(tmp_path / song), "-o", str(out), *more])
         one_line_error(capsys, code, text)
         assert code == 2 and not out.exists()
-    for song, target, text in [("missing.wav", "k.wav", "no such file"),
-                               ("bad.wav", "k.wav", "not a readable audio file"),
-                               ("ten.wav", "k.ogg", "cannot write '.ogg' files")]:  # fmt: skip
+    for song, target, text in [
+        ("missing.wav", "k.wav", "no such file"),
+        ("bad.wav", "k.wav", "not a readable audio file"),
+        ("ten.wav", "k.ogg", "cannot write '.ogg' files"),
+    ]:
         code = main(["karaoke", str(tmp_path / song), "-o", str(tmp_path / target)])
         one_line_error(capsys, code, text)
 
@@ -188,8 +219,19 @@ def test_cuda_asked_for_without_a_gpu_is_one_warning_line(
         pytest.skip("this machine has a working CUDA")
     session._announce.cache_clear()
     write_song(tmp_path / "song.wav", 0.3)
-    args = ["separate", str(tmp_path / "song.wav"), "-o", str(tmp_path / "o"), "--quiet",
-            "--model", str(tiny_dir), "--threads", "1", "--device", "cuda"]  # fmt: skip
+    args = [
+        "separate",
+        str(tmp_path / "song.wav"),
+        "-o",
+        str(tmp_path / "o"),
+        "--quiet",
+        "--model",
+        str(tiny_dir),
+        "--threads",
+        "1",
+        "--device",
+        "cuda",
+    ]
     assert main(args) == 0
     err = capsys.readouterr().err.splitlines()
     assert err == [
@@ -204,8 +246,17 @@ def test_readme_command_runs_twice_and_stems_keep_their_names(
     """The README's first command (with --overwrite) works a second time; the stems land in
     their own files whatever order --stems names them in."""
     write_song(tmp_path / "demo.flac", 0.5)
-    base = ["separate", str(tmp_path / "demo.flac"), "--model", str(tiny_dir), "--quiet",
-            "--device", "cpu", "--threads", "1"]  # fmt: skip
+    base = [
+        "separate",
+        str(tmp_path / "demo.flac"),
+        "--model",
+        str(tiny_dir),
+        "--quiet",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+    ]
     for _ in range(2):
         assert main([*base, "-o", str(tmp_path / "stems"), "--overwrite"]) == 0
     assert main([*base, "-o", str(tmp_path / "two"), "--stems", "drums,vocals"]) == 0

@@ -36,8 +36,14 @@ def songs() -> list[SongSpec]:
 def test_diatonic_chords_follow_the_mode() -> None:
     a_minor = Key(9, "minor")
     assert [diatonic_chord(a_minor, d).name for d in range(7)] == [
-        "Am", "Bdim", "C", "Dm", "Em", "F", "G",
-    ]  # fmt: skip
+        "Am",
+        "Bdim",
+        "C",
+        "Dm",
+        "Em",
+        "F",
+        "G",
+    ]
     assert diatonic_chord(a_minor, 4, raise_third=True).name == "E"
     assert diatonic_chord(Key(0, "major"), 4, seventh=True).name == "G7"
     assert diatonic_chord(Key(2, "dorian"), 3).name == "G"  # the dorian major IV

@@ -77,8 +77,7 @@ def test_masks_sum_to_one_so_stems_sum_to_the_mixture() -> None:
         torch.nn.init.normal_(p, 0.0, 0.3)
     masks = model(torch.randn(2, 4, TINY.n_bins, 9)).sum(dim=1)  # (B, 2C, F, T)
     torch.testing.assert_close(masks[:, 0::2], torch.ones_like(masks[:, 0::2]))
-    torch.testing.assert_close(masks[:, 1::2], torch.zeros_like(masks[:, 1::2]), atol=1e-5,
-                               rtol=0)  # fmt: skip
+    torch.testing.assert_close(masks[:, 1::2], torch.zeros_like(masks[:, 1::2]), atol=1e-5, rtol=0)
     free = BandSplitRoformer(replace(TINY, consistent=False)).eval()
     free.load_state_dict(model.state_dict())
     with torch.no_grad():
@@ -87,8 +86,9 @@ def test_masks_sum_to_one_so_stems_sum_to_the_mixture() -> None:
 
 
 def test_older_teacher_configs_keep_their_behaviour(tmp_path: Path) -> None:
-    old = {k: v for k, v in asdict(TINY).items()
-           if k not in ("channels", "band_energy", "consistent")}  # fmt: skip
+    old = {
+        k: v for k, v in asdict(TINY).items() if k not in ("channels", "band_energy", "consistent")
+    }
     (tmp_path / "teacher_config.json").write_text(json.dumps(old))
     cfg = TeacherConfig.load(tmp_path)
     assert (cfg.channels, cfg.band_energy, cfg.consistent) == (1, False, False)
@@ -180,8 +180,15 @@ def stem_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_training_run_is_resumable_and_loadable(stem_set: Path, tmp_path: Path) -> None:
-    tcfg = TeacherTrainConfig(batch_size=2, crop_seconds=0.5, warmup=1, log_every=1,
-                              eval_every=2, checkpoint_minutes=100.0, valid_items=2)  # fmt: skip
+    tcfg = TeacherTrainConfig(
+        batch_size=2,
+        crop_seconds=0.5,
+        warmup=1,
+        log_every=1,
+        eval_every=2,
+        checkpoint_minutes=100.0,
+        valid_items=2,
+    )
     out = tmp_path / "run"
     rec = train_teacher(TINY, replace(tcfg, max_steps=2), stem_set, out, progress=False, echo=None)
     assert rec["step"] == 2 and (out / "teacher.pt").is_file()

@@ -118,8 +118,11 @@ def test_damaged_graph_is_refused(exported: Path, tmp_path: Path) -> None:
 def test_parity_failure_raises() -> None:
     from export.teacher import verify
 
-    good = {"masks_max_abs": 1e-6, "stems_max_abs": 1e-6,
-            "stems_snr_db": {"vocals": 120.0, "drums": 90.0, "bass": None}}  # fmt: skip
+    good = {
+        "masks_max_abs": 1e-6,
+        "stems_max_abs": 1e-6,
+        "stems_snr_db": {"vocals": 120.0, "drums": 90.0, "bass": None},
+    }
     verify(good)
     with pytest.raises(StemtokError, match="parity check failed"):
         verify({**good, "stems_snr_db": {"vocals": 120.0, "drums": 20.0}})
@@ -139,12 +142,25 @@ def test_cli_exports_a_checkpoint_and_refuses_to_overwrite(
     from dataclasses import asdict
 
     model = tiny_teacher(1)
-    state = {"model": model.state_dict(), "teacher_config": asdict(TINY), "step": 7,
-             "elapsed_s": 60.0}  # fmt: skip
+    state = {
+        "model": model.state_dict(),
+        "teacher_config": asdict(TINY),
+        "step": 7,
+        "elapsed_s": 60.0,
+    }
     torch.save(state, ckpt)
     out = tmp_path / "m"
-    argv = ["export", "--teacher", str(ckpt), "--out", str(out), "--threads", "1",
-            "--parity-audio", str(tmp_path / "none.flac")]  # fmt: skip
+    argv = [
+        "export",
+        "--teacher",
+        str(ckpt),
+        "--out",
+        str(out),
+        "--threads",
+        "1",
+        "--parity-audio",
+        str(tmp_path / "none.flac"),
+    ]
     assert main(argv) == 0
     cfg = json.loads((out / "model_config.json").read_text())
     assert cfg["source"]["step"] == 7 and cfg["source"]["training_minutes"] == 1.0

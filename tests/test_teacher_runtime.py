@@ -46,8 +46,9 @@ def _song(shape: tuple[int, int], seed: int = 0) -> np.ndarray:
     return a.astype(np.float32)
 
 
-@pytest.mark.parametrize(("rate", "shape"), [(44_100, (2, 44_100 + 17)), (48_000, (1, 30_001)),
-                                             (22_050, (3, 5_000))])  # fmt: skip
+@pytest.mark.parametrize(
+    ("rate", "shape"), [(44_100, (2, 44_100 + 17)), (48_000, (1, 30_001)), (22_050, (3, 5_000))]
+)
 def test_shapes_rate_channels_and_sum(sep: TeacherSeparator, rate: int, shape: tuple) -> None:
     audio = _song(shape)
     out = sep.separate(audio, rate)
@@ -193,13 +194,34 @@ def test_cli_separate_with_a_teacher_model(teacher_dir: Path, tmp_path: Path) ->
 
     audio = _song((2, 30_000))
     write_audio(tmp_path / "song.wav", audio, 44_100, bit_depth="32f")
-    argv = ["separate", str(tmp_path / "song.wav"), "-o", str(tmp_path / "o"), "--model",
-            str(teacher_dir), "--threads", "1", "--quiet"]  # fmt: skip
+    argv = [
+        "separate",
+        str(tmp_path / "song.wav"),
+        "-o",
+        str(tmp_path / "o"),
+        "--model",
+        str(teacher_dir),
+        "--threads",
+        "1",
+        "--quiet",
+    ]
     assert main(argv) == 0
     got = [read_audio(tmp_path / "o" / "song" / f"{s}.wav")[0] for s in STEMS]
     np.testing.assert_allclose(sum(got), audio, atol=2e-5)
-    assert main(["karaoke", str(tmp_path / "song.wav"), "-o", str(tmp_path / "k.wav"),
-                 "--model", str(teacher_dir), "--quiet"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "karaoke",
+                str(tmp_path / "song.wav"),
+                "-o",
+                str(tmp_path / "k.wav"),
+                "--model",
+                str(teacher_dir),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     kar = read_audio(tmp_path / "k.wav")[0]
     assert kar.shape == audio.shape
 

@@ -17,19 +17,47 @@ from engine.models.lm import SeparationLM
 from engine.models.lm_config import LMConfig
 
 TINY_LM = dataclasses.replace(
-    LMConfig.small(), name="tiny", n_levels=3, codebook_size=16, n_frames=4, mel_frames=16,
-    enc_dim=24, enc_heads=2, enc_layers=1, enc_stride=2, dim=32, n_heads=4, n_kv_heads=2,
-    ff_dim=64, n_layers=2, dropout=0.0,
-)  # fmt: skip
+    LMConfig.small(),
+    name="tiny",
+    n_levels=3,
+    codebook_size=16,
+    n_frames=4,
+    mel_frames=16,
+    enc_dim=24,
+    enc_heads=2,
+    enc_layers=1,
+    enc_stride=2,
+    dim=32,
+    n_heads=4,
+    n_kv_heads=2,
+    ff_dim=64,
+    n_layers=2,
+    dropout=0.0,
+)
 
 
 def tiny_codec_config(**kw: Any) -> CodecConfig:
     """A codec with 3 levels x 16 codes and widths of 8-16 (``kw`` overrides any field)."""
     base: dict[str, Any] = dict(
-        name="tiny", n_levels=3, codebook_size=16, latent_dim=8, enc_dim=16, enc_convnext=1,
-        enc_layers=1, sem_dim=16, sem_convnext=1, sem_layers=1, dec_dim=16, dec_layers=1,
-        dec_convnext=1, al_dim=16, al_layers=1, al_convnext=1, heads=2, attn_window=4,
-    )  # fmt: skip
+        name="tiny",
+        n_levels=3,
+        codebook_size=16,
+        latent_dim=8,
+        enc_dim=16,
+        enc_convnext=1,
+        enc_layers=1,
+        sem_dim=16,
+        sem_convnext=1,
+        sem_layers=1,
+        dec_dim=16,
+        dec_layers=1,
+        dec_convnext=1,
+        al_dim=16,
+        al_layers=1,
+        al_convnext=1,
+        heads=2,
+        attn_window=4,
+    )
     base.update(kw)
     return CodecConfig.small(**base)
 

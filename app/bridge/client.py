@@ -60,9 +60,13 @@ class BridgeClient:
     """One connection to the bridge; not thread-safe (use one client per thread)."""
 
     def __init__(
-        self, socket_path: str | os.PathLike[str] | None = None, port: int | None = None, *,
-        token: str | None = None, timeout: float = 120.0,
-    ) -> None:  # fmt: skip
+        self,
+        socket_path: str | os.PathLike[str] | None = None,
+        port: int | None = None,
+        *,
+        token: str | None = None,
+        timeout: float = 120.0,
+    ) -> None:
         self.timeout = timeout
         self.sock = _connect(socket_path, port, timeout)
         self._frames: list[tuple[dict[str, Any], bytes]] = []  # read ahead, not yet wanted
@@ -154,19 +158,31 @@ class BridgeClient:
         return self._next(lambda h: h.get("type") == "status")[0]
 
     def submit(
-        self, pcm: bytes | memoryview, sample_rate: int, channels: int, *,
-        stems: Sequence[str] | None = None, mode: str = "aligned", seed: int | None = None,
-        id: str | None = None, client: str | None = None,
-    ) -> str:  # fmt: skip
+        self,
+        pcm: bytes | memoryview,
+        sample_rate: int,
+        channels: int,
+        *,
+        stems: Sequence[str] | None = None,
+        mode: str = "aligned",
+        seed: int | None = None,
+        id: str | None = None,
+        client: str | None = None,
+    ) -> str:
         """Queue a region (interleaved f32le PCM); returns its id (see :meth:`wait`).
         ``client`` names the sender (e.g. "REAPER") for logs and the editor's region list."""
         rid = id or f"r{os.getpid()}-{next(_ids)}"
         frames = len(pcm) // (4 * channels)
         header: dict[str, Any] = {
-            "type": "separate", "id": rid, "sample_rate": sample_rate, "channels": channels,
-            "frames": frames, "format": pr.FORMAT, "stems": list(stems or pr.STEM_NAMES),
+            "type": "separate",
+            "id": rid,
+            "sample_rate": sample_rate,
+            "channels": channels,
+            "frames": frames,
+            "format": pr.FORMAT,
+            "stems": list(stems or pr.STEM_NAMES),
             "mode": mode,
-        }  # fmt: skip
+        }
         if seed is not None:
             header["seed"] = seed
         if client:
@@ -188,18 +204,32 @@ class BridgeClient:
             elif kind == "error":
                 raise BridgeError(str(h.get("code")), str(h.get("message")), rid)
             elif kind == "done":
-                return Result(rid, stems, int(first.get("sample_rate", 0)),
-                              int(first.get("channels", 0)), int(first.get("frames", 0)),
-                              float(h.get("seconds", 0.0)), float(h.get("queued", 0.0)))  # fmt: skip
+                return Result(
+                    rid,
+                    stems,
+                    int(first.get("sample_rate", 0)),
+                    int(first.get("channels", 0)),
+                    int(first.get("frames", 0)),
+                    float(h.get("seconds", 0.0)),
+                    float(h.get("queued", 0.0)),
+                )
 
     def separate_pcm(
-        self, pcm: bytes | memoryview, sample_rate: int, channels: int, *,
-        stems: Sequence[str] | None = None, mode: str = "aligned", seed: int | None = None,
-        progress: ProgressFn | None = None, client: str | None = None,
-    ) -> Result:  # fmt: skip
+        self,
+        pcm: bytes | memoryview,
+        sample_rate: int,
+        channels: int,
+        *,
+        stems: Sequence[str] | None = None,
+        mode: str = "aligned",
+        seed: int | None = None,
+        progress: ProgressFn | None = None,
+        client: str | None = None,
+    ) -> Result:
         """Separate one region and wait for it; Ctrl-C cancels the job on the server."""
-        rid = self.submit(pcm, sample_rate, channels, stems=stems, mode=mode, seed=seed,
-                          client=client)  # fmt: skip
+        rid = self.submit(
+            pcm, sample_rate, channels, stems=stems, mode=mode, seed=seed, client=client
+        )
         try:
             return self.wait(rid, progress)
         except KeyboardInterrupt:
@@ -207,21 +237,37 @@ class BridgeClient:
             raise
 
     def separate(
-        self, audio: Any, sample_rate: int, *, stems: Sequence[str] | None = None,
-        mode: str = "aligned", seed: int | None = None, progress: ProgressFn | None = None,
+        self,
+        audio: Any,
+        sample_rate: int,
+        *,
+        stems: Sequence[str] | None = None,
+        mode: str = "aligned",
+        seed: int | None = None,
+        progress: ProgressFn | None = None,
         client: str | None = None,
-    ) -> dict[str, Any]:  # fmt: skip
+    ) -> dict[str, Any]:
         """numpy ``[C, N]`` -> {name: ``[C, N]`` float32} (needs numpy)."""
         import numpy as np
 
         a = np.asarray(audio, dtype=np.float32)
         a = a[None] if a.ndim == 1 else a
         pcm = np.ascontiguousarray(a.T, dtype="<f4").tobytes()
-        res = self.separate_pcm(pcm, sample_rate, a.shape[0], stems=stems, mode=mode,
-                                seed=seed, progress=progress, client=client)  # fmt: skip
+        res = self.separate_pcm(
+            pcm,
+            sample_rate,
+            a.shape[0],
+            stems=stems,
+            mode=mode,
+            seed=seed,
+            progress=progress,
+            client=client,
+        )
         c = a.shape[0]
-        return {n: np.frombuffer(b, "<f4").reshape(-1, c).T.astype(np.float32)
-                for n, b in res.stems.items()}  # fmt: skip
+        return {
+            n: np.frombuffer(b, "<f4").reshape(-1, c).T.astype(np.float32)
+            for n, b in res.stems.items()
+        }
 
     def cancel(self, rid: str) -> None:
         """Ask the server to cancel ``rid`` (its ``error cancelled`` ends :meth:`wait`)."""

@@ -93,9 +93,13 @@ class Connection:
         self.task: asyncio.Task[None] | None = None
         self._hello_deadline = self.loop.time() + self.t.hello
         self._handlers: dict[str, Callable[[pr.Frame, int, float], Awaitable[bool]]] = {
-            "ping": self._ping, "status": self._status, "separate": self._separate,
-            "cancel": self._cancel, "bye": self._bye, "hello": self._hello_again,
-        }  # fmt: skip
+            "ping": self._ping,
+            "status": self._status,
+            "separate": self._separate,
+            "cancel": self._cancel,
+            "bye": self._bye,
+            "hello": self._hello_again,
+        }
 
     # ------------------------------------------------------------------ outbox
     def post(self, header: dict[str, Any], payload: bytes = b"") -> None:

@@ -200,14 +200,28 @@ def parse_separate(h: dict[str, Any], payload_len: int, limits: Limits) -> Separ
 
 
 def stem_header(rid: str, name: str, rate: int, channels: int, frames: int) -> dict[str, Any]:
-    return {"type": "stem", "id": rid, "name": name, "sample_rate": rate,
-            "channels": channels, "frames": frames, "format": FORMAT}  # fmt: skip
+    return {
+        "type": "stem",
+        "id": rid,
+        "name": name,
+        "sample_rate": rate,
+        "channels": channels,
+        "frames": frames,
+        "format": FORMAT,
+    }
 
 
 def welcome_header(server: str, limits: Limits, stems: Sequence[str]) -> dict[str, Any]:
     return {
-        "type": "welcome", "version": VERSION, "server": server, "stems": list(stems),
-        "max_frames": limits.max_frames, "max_channels": limits.max_channels,
-        "max_header": limits.max_header, "max_payload": limits.max_payload,
-        "sample_rates": [MIN_RATE, MAX_RATE], "modes": list(MODES), "format": FORMAT,
-    }  # fmt: skip
+        "type": "welcome",
+        "version": VERSION,
+        "server": server,
+        "stems": list(stems),
+        "max_frames": limits.max_frames,
+        "max_channels": limits.max_channels,
+        "max_header": limits.max_header,
+        "max_payload": limits.max_payload,
+        "sample_rates": [MIN_RATE, MAX_RATE],
+        "modes": list(MODES),
+        "format": FORMAT,
+    }

@@ -70,12 +70,15 @@ class BridgeServer:
     """Serve ``engine`` to DAW clients (protocol v1, ``docs/bridge-protocol.md``)."""
 
     def __init__(
-        self, engine: Engine, config: BridgeConfig | None = None,
+        self,
+        engine: Engine,
+        config: BridgeConfig | None = None,
         on_result: OnResult | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.engine, self.config, self.on_result = engine, config or BridgeConfig(), on_result
-        self._worker = Worker(engine, self.config.progress_interval, on_result,
-                              lambda: self._stopping)  # fmt: skip
+        self._worker = Worker(
+            engine, self.config.progress_interval, on_result, lambda: self._stopping
+        )
         if not self.config.tcp and self.config.socket_path is None:
             raise StemtokError("the bridge needs TCP or a Unix socket to listen on")
         try:
@@ -190,9 +193,12 @@ class BridgeServer:
             ready.set()
 
     async def _main(
-        self, ready: threading.Event | None, failure: list[BaseException], grace: float | None,
+        self,
+        ready: threading.Event | None,
+        failure: list[BaseException],
+        grace: float | None,
         on_ready: Callable[[], None] | None = None,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self._stop_request = asyncio.get_running_loop().create_future()
         await self.start_async()
         if grace is not None:
@@ -262,8 +268,12 @@ class BridgeServer:
         path = self.config.state_file
         if path is None:
             return
-        state = {"pid": os.getpid(), "port": self.port, "version": __version__,
-                 "socket": str(self.socket_path) if self.socket_path else None}  # fmt: skip
+        state = {
+            "pid": os.getpid(),
+            "port": self.port,
+            "version": __version__,
+            "socket": str(self.socket_path) if self.socket_path else None,
+        }
         try:
             paths.private_dir(path.parent)
             paths.write_state(path, state)
@@ -312,12 +322,18 @@ class BridgeServer:
     def status(self) -> dict[str, Any]:
         run = self._running
         return {
-            "type": "status", "version": pr.VERSION, "server": self.name, "pid": os.getpid(),
-            "port": self.port, "socket": str(self.socket_path) if self.socket_path else None,
-            "clients": len(self._conns), "queued": len(self.queue),
-            "running": 0 if run is None else 1, "done": self.jobs_done,
+            "type": "status",
+            "version": pr.VERSION,
+            "server": self.name,
+            "pid": os.getpid(),
+            "port": self.port,
+            "socket": str(self.socket_path) if self.socket_path else None,
+            "clients": len(self._conns),
+            "queued": len(self.queue),
+            "running": 0 if run is None else 1,
+            "done": self.jobs_done,
             "uptime": round(time.monotonic() - self._started_at, 3),
-        }  # fmt: skip
+        }
 
     def refusal(self, conn: Connection, req: pr.SeparateRequest) -> tuple[str, str] | None:
         """Why ``req`` cannot be queued now (code, message), or None."""
@@ -336,9 +352,17 @@ class BridgeServer:
     def submit(self, conn: Connection, job: Job) -> None:
         ahead = self.queue.put(job) + (self._running is not None)
         r = job.request
-        log.info("#%d separate %s: %.2f s, %d ch, %d Hz, %s, %s -> queued (%d ahead)",
-                 conn.cid, r.id, r.seconds, r.channels, r.sample_rate, ",".join(r.stems),
-                 r.mode, ahead)  # fmt: skip
+        log.info(
+            "#%d separate %s: %.2f s, %d ch, %d Hz, %s, %s -> queued (%d ahead)",
+            conn.cid,
+            r.id,
+            r.seconds,
+            r.channels,
+            r.sample_rate,
+            ",".join(r.stems),
+            r.mode,
+            ahead,
+        )
 
     def cancel(self, conn: Connection, rid: str) -> bool:
         job = self.queue.remove(conn.cid, rid)

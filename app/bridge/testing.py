@@ -42,11 +42,16 @@ class FractionEngine:
         self._lock = threading.Lock()
 
     def separate(
-        self, audio: np.ndarray, rate: int, *, stems: Sequence[str] = tuple(FRACTIONS),
-        mode: str = "aligned", seed: int | None = None,
+        self,
+        audio: np.ndarray,
+        rate: int,
+        *,
+        stems: Sequence[str] = tuple(FRACTIONS),
+        mode: str = "aligned",
+        seed: int | None = None,
         progress: Callable[[float], None] | None = None,
         cancel: Callable[[], bool] | None = None,
-    ) -> dict[str, np.ndarray]:  # fmt: skip
+    ) -> dict[str, np.ndarray]:
         from engine.models.sampling import GenerationCancelled
 
         a = np.asarray(audio, np.float32)

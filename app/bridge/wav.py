@@ -23,10 +23,18 @@ def write_wav_f32(path: str | os.PathLike[str], pcm: bytes, rate: int, channels:
     p = Path(path)
     fmt = struct.pack("<HHIIHHH", _FLOAT, channels, rate, rate * channels * 4, channels * 4, 32, 0)
     frames = len(pcm) // (4 * channels)
-    body = b"".join([
-        b"WAVE", b"fmt ", struct.pack("<I", len(fmt)), fmt,
-        b"fact", struct.pack("<II", 4, frames), b"data", struct.pack("<I", len(pcm)),
-    ])  # fmt: skip
+    body = b"".join(
+        [
+            b"WAVE",
+            b"fmt ",
+            struct.pack("<I", len(fmt)),
+            fmt,
+            b"fact",
+            struct.pack("<II", 4, frames),
+            b"data",
+            struct.pack("<I", len(pcm)),
+        ]
+    )
     pad = b"\0" if len(pcm) % 2 else b""
     with atomic_path(p, mode=0o644) as tmp, open(tmp, "wb") as f:
         f.write(b"RIFF" + struct.pack("<I", len(body) + len(pcm) + len(pad)) + body)

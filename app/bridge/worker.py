@@ -31,18 +31,28 @@ class Engine(Protocol):
     """What the server needs of :class:`engine.runtime.separator.Separator`."""
 
     def separate(
-        self, audio: np.ndarray, rate: int, *, stems: Any, mode: Any, seed: int | None,
-        progress: Callable[[float], None] | None, cancel: Callable[[], bool] | None,
-    ) -> Mapping[str, np.ndarray]: ...  # fmt: skip
+        self,
+        audio: np.ndarray,
+        rate: int,
+        *,
+        stems: Any,
+        mode: Any,
+        seed: int | None,
+        progress: Callable[[float], None] | None,
+        cancel: Callable[[], bool] | None,
+    ) -> Mapping[str, np.ndarray]: ...
 
 
 class Worker:
     """Runs jobs on ``engine`` (call from one thread at a time: the engine is not shared)."""
 
     def __init__(
-        self, engine: Engine, progress_interval: float, on_result: OnResult | None,
+        self,
+        engine: Engine,
+        progress_interval: float,
+        on_result: OnResult | None,
         stopping: Callable[[], bool],
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.engine, self.progress_interval = engine, progress_interval
         self.on_result, self.stopping = on_result, stopping
 
@@ -51,13 +61,23 @@ class Worker:
         r = job.request
         try:
             stems = self.engine.separate(
-                job.audio, r.sample_rate, stems=list(r.stems), mode=r.mode, seed=r.seed,
-                progress=self._progress(job), cancel=job.cancelled,
-            )  # fmt: skip
+                job.audio,
+                r.sample_rate,
+                stems=list(r.stems),
+                mode=r.mode,
+                seed=r.seed,
+                progress=self._progress(job),
+                cancel=job.cancelled,
+            )
             if job.cancelled():
                 raise _Cancelled
-            frames = [(pr.stem_header(r.id, n, r.sample_rate, r.channels, r.frames),
-                       _encode_pcm(stems[n], r)) for n in r.stems]  # fmt: skip
+            frames = [
+                (
+                    pr.stem_header(r.id, n, r.sample_rate, r.channels, r.frames),
+                    _encode_pcm(stems[n], r),
+                )
+                for n in r.stems
+            ]
         except Exception as exc:
             return [self._failure(job, exc)], None
         started = job.started_at if job.started_at is not None else job.queued_at

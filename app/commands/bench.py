@@ -141,11 +141,16 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
                 files.commit(overwrite=True)
         elapsed = time.perf_counter() - t0
     return {
-        **_decode_speed(sep), "model": str(sep.model.folder), "mode": args.mode,
-        "path": "in-memory" if args.in_memory else "file-to-files", "seconds": args.seconds,
-        "separate_s": round(elapsed, 2), "rtf": round(elapsed / args.seconds, 4),
-        "load_s": round(load, 2), "peak_rss_mb": round(_peak_rss_mb(), 1),
-    }  # fmt: skip
+        **_decode_speed(sep),
+        "model": str(sep.model.folder),
+        "mode": args.mode,
+        "path": "in-memory" if args.in_memory else "file-to-files",
+        "seconds": args.seconds,
+        "separate_s": round(elapsed, 2),
+        "rtf": round(elapsed / args.seconds, 4),
+        "load_s": round(load, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+    }
 
 
 def _decode_speed(sep: Any) -> dict[str, Any]:
@@ -154,22 +159,34 @@ def _decode_speed(sep: Any) -> dict[str, Any]:
     from engine.runtime.decode import Decoder
 
     if getattr(sep, "kind", "lm") == "teacher":
-        return {"kv": "-", "device": sep.model.device, "batch": sep.batch,
-                "decode_steps_per_s": 0.0, "window_steps_per_s": 0.0}  # fmt: skip
+        return {
+            "kv": "-",
+            "device": sep.model.device,
+            "batch": sep.batch,
+            "decode_steps_per_s": 0.0,
+            "window_steps_per_s": 0.0,
+        }
 
     m, b = sep.model, sep.batch
     s = m.sizes
     dec = Decoder(m, b)
-    dec.prefill(np.zeros((b, s.prefix_len, s.dim), np.float32),
-                np.zeros((b, s.layout.n_frames + 1, s.dim), np.float32))  # fmt: skip
+    dec.prefill(
+        np.zeros((b, s.prefix_len, s.dim), np.float32),
+        np.zeros((b, s.layout.n_frames + 1, s.dim), np.float32),
+    )
     ids = np.zeros((b, 1, s.layout.n_levels), np.int64)
     n_steps = s.layout.n_tracks * s.layout.track_codes - 1
     t0 = time.perf_counter()
     for _ in range(n_steps):
         dec.step(ids)
     steps = n_steps / (time.perf_counter() - t0)
-    return {"kv": s.kv_mode, "device": m.device, "batch": b,
-            "decode_steps_per_s": round(steps, 1), "window_steps_per_s": round(steps * b, 1)}  # fmt: skip
+    return {
+        "kv": s.kv_mode,
+        "device": m.device,
+        "batch": b,
+        "decode_steps_per_s": round(steps, 1),
+        "window_steps_per_s": round(steps * b, 1),
+    }
 
 
 def peer_child(args: argparse.Namespace) -> dict[str, Any]:
@@ -196,12 +213,19 @@ def peer_child(args: argparse.Namespace) -> dict[str, Any]:
     elapsed = time.perf_counter() - t0
     params = sum(p.numel() for p in model.parameters())
     return {
-        "model": f"htdemucs-random ({params / 1e6:.1f} M)", "kv": "-", "device": "cpu",
-        "mode": "peer", "seconds": args.seconds, "separate_s": round(elapsed, 2),
-        "rtf": round(elapsed / args.seconds, 4), "load_s": round(load, 2),
-        "peak_rss_mb": round(_peak_rss_mb(), 1), "batch": 1, "decode_steps_per_s": 0.0,
+        "model": f"htdemucs-random ({params / 1e6:.1f} M)",
+        "kv": "-",
+        "device": "cpu",
+        "mode": "peer",
+        "seconds": args.seconds,
+        "separate_s": round(elapsed, 2),
+        "rtf": round(elapsed / args.seconds, 4),
+        "load_s": round(load, 2),
+        "peak_rss_mb": round(_peak_rss_mb(), 1),
+        "batch": 1,
+        "decode_steps_per_s": 0.0,
         "window_steps_per_s": 0.0,
-    }  # fmt: skip
+    }
 
 
 def _peak_rss_mb() -> float:
@@ -211,8 +235,18 @@ def _peak_rss_mb() -> float:
 def _spawn(
     seconds: float, device: str, model: Path | None, args: argparse.Namespace, peer: bool = False
 ) -> Any:
-    cmd = [sys.executable, "-m", "app.commands.bench", "--child", "--seconds", str(seconds),
-           "--device", device, "--mode", args.mode]  # fmt: skip
+    cmd = [
+        sys.executable,
+        "-m",
+        "app.commands.bench",
+        "--child",
+        "--seconds",
+        str(seconds),
+        "--device",
+        device,
+        "--mode",
+        args.mode,
+    ]
     if peer:
         cmd.append("--peer")
     if args.in_memory:
@@ -237,22 +271,30 @@ def run(args: argparse.Namespace) -> int:
     if not lengths or min(lengths) <= 0:
         raise StemtokError("--seconds needs positive lengths")
     rows = []
-    print(f"{'model':<28}{'kv':<9}{'device':<7}{'seconds':>8}{'RTF':>8}{'peak MB':>9}"
-          f"{'load s':>8}{'steps/s':>9}")  # fmt: skip
+    print(
+        f"{'model':<28}{'kv':<9}{'device':<7}{'seconds':>8}{'RTF':>8}{'peak MB':>9}"
+        f"{'load s':>8}{'steps/s':>9}"
+    )
     for model in args.model or [None]:
         for device in _devices(args.device):
             for seconds in lengths:
                 r = _spawn(seconds, device, model, args)
                 rows.append(r)
-                print(f"{Path(r['model']).name[:27]:<28}{r['kv']:<9}{r['device']:<7}"
-                      f"{r['seconds']:>8.0f}{r['rtf']:>8.3f}{r['peak_rss_mb']:>9.0f}"
-                      f"{r['load_s']:>8.2f}{r['decode_steps_per_s']:>9.1f}", flush=True)  # fmt: skip
+                print(
+                    f"{Path(r['model']).name[:27]:<28}{r['kv']:<9}{r['device']:<7}"
+                    f"{r['seconds']:>8.0f}{r['rtf']:>8.3f}{r['peak_rss_mb']:>9.0f}"
+                    f"{r['load_s']:>8.2f}{r['decode_steps_per_s']:>9.1f}",
+                    flush=True,
+                )
     if args.peer:
         for seconds in lengths:
             r = _spawn(seconds, "cpu", None, args, peer=True)
             rows.append(r)
-            print(f"{r['model'][:27]:<28}{'-':<9}{'cpu':<7}{r['seconds']:>8.0f}{r['rtf']:>8.3f}"
-                  f"{r['peak_rss_mb']:>9.0f}{r['load_s']:>8.2f}{'-':>9}", flush=True)  # fmt: skip
+            print(
+                f"{r['model'][:27]:<28}{'-':<9}{'cpu':<7}{r['seconds']:>8.0f}{r['rtf']:>8.3f}"
+                f"{r['peak_rss_mb']:>9.0f}{r['load_s']:>8.2f}{'-':>9}",
+                flush=True,
+            )
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1) + "\n")
     return 0

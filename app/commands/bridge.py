@@ -46,18 +46,37 @@ def add_listener_args(p: Any) -> None:
     ``stemtok editor --bridge`` take the same options."""
     from app.bridge.paths import DEFAULT_PORT
 
-    p.add_argument("--port", type=int, default=DEFAULT_PORT,
-                   help=f"TCP port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)")  # fmt: skip
+    p.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORT,
+        help=f"TCP port on 127.0.0.1 (default {DEFAULT_PORT}; 0 picks a free one)",
+    )
     p.add_argument("--no-tcp", action="store_true", help="no TCP listener")
     p.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket path")
     p.add_argument("--no-socket", action="store_true", help="no Unix socket")
-    p.add_argument("--idle-timeout", type=float, default=300.0, metavar="S",
-                   help="close connections with nothing to do after S seconds (300)")  # fmt: skip
-    p.add_argument("--max-minutes", type=float, default=10.0, metavar="M",
-                   help="longest region accepted, in minutes at 48 kHz (10)")  # fmt: skip
-    p.add_argument("--grace", type=float, default=5.0, metavar="S",
-                   help="on stopping (SIGINT/SIGTERM, or the editor closing), let the running job "
-                   "finish for S seconds (5)")  # fmt: skip
+    p.add_argument(
+        "--idle-timeout",
+        type=float,
+        default=300.0,
+        metavar="S",
+        help="close connections with nothing to do after S seconds (300)",
+    )
+    p.add_argument(
+        "--max-minutes",
+        type=float,
+        default=10.0,
+        metavar="M",
+        help="longest region accepted, in minutes at 48 kHz (10)",
+    )
+    p.add_argument(
+        "--grace",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="on stopping (SIGINT/SIGTERM, or the editor closing), let the running job "
+        "finish for S seconds (5)",
+    )
 
 
 def socket_arg(args: argparse.Namespace) -> Path | None:
@@ -75,8 +94,11 @@ def run(args: argparse.Namespace) -> int:
     from app.bridge.paths import token_path
 
     def ready() -> None:
-        print(f"stemtok bridge: listening on {server.where()}; clients authenticate with the "
-              f"token in {token_path()} (Ctrl-C stops)", flush=True)  # fmt: skip
+        print(
+            f"stemtok bridge: listening on {server.where()}; clients authenticate with the "
+            f"token in {token_path()} (Ctrl-C stops)",
+            flush=True,
+        )
 
     server.serve_forever(grace=args.grace, ready=ready)
     return 0
@@ -100,10 +122,13 @@ def bridge_config(args: argparse.Namespace) -> Any:
     stereo = frames * 2 * 4  # the longest region in stereo; more channels must be shorter
     limits = Limits(max_frames=frames, max_payload=max(Limits().max_payload, stereo))
     config = BridgeConfig(
-        port=args.port, tcp=not args.no_tcp, socket_path=socket_arg(args),
-        state_file=state_path(), limits=limits,
+        port=args.port,
+        tcp=not args.no_tcp,
+        socket_path=socket_arg(args),
+        state_file=state_path(),
+        limits=limits,
         timeouts=dataclasses.replace(Timeouts(), idle=args.idle_timeout),
-    )  # fmt: skip
+    )
     if not config.tcp and config.socket_path is None:
         raise StemtokError("--no-tcp and --no-socket leave nothing to listen on")
     return config
@@ -132,10 +157,17 @@ def show_status(args: argparse.Namespace) -> int:
     except (BridgeError, TokenError) as exc:
         print(f"stemtok bridge: not running ({exc})")
         return 1
-    where = " and ".join(x for x in (f"127.0.0.1:{st['port']}" if st.get("port") else "",
-                                     st.get("socket") or "") if x)  # fmt: skip
-    print(f"stemtok bridge: up, {st['server']}, protocol v{st['version']}, pid {st['pid']}, "
-          f"on {where}")  # fmt: skip
-    print(f"  {st['running']} running, {st['queued']} queued, {st['done']} done, "
-          f"{st['clients'] - 1} other clients, up {st['uptime']:.0f} s, ping {1000 * rtt:.1f} ms")  # fmt: skip
+    where = " and ".join(
+        x
+        for x in (f"127.0.0.1:{st['port']}" if st.get("port") else "", st.get("socket") or "")
+        if x
+    )
+    print(
+        f"stemtok bridge: up, {st['server']}, protocol v{st['version']}, pid {st['pid']}, "
+        f"on {where}"
+    )
+    print(
+        f"  {st['running']} running, {st['queued']} queued, {st['done']} done, "
+        f"{st['clients'] - 1} other clients, up {st['uptime']:.0f} s, ping {1000 * rtt:.1f} ms"
+    )
     return 0

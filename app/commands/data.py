@@ -123,18 +123,37 @@ def _register_pseudo_label(dsub: argparse._SubParsersAction[Any]) -> None:
         "as pseudo-labels. 'stemtok data tokenize' and LM training read OUT like any stem "
         "set.\n\nExample:\n  stemtok data pseudo-label --in ~/music --out data/pseudo",
     )
-    s.add_argument("--in", dest="src", type=Path, required=True, metavar="FOLDER",
-                   help="folder of songs (searched recursively)")  # fmt: skip
+    s.add_argument(
+        "--in",
+        dest="src",
+        type=Path,
+        required=True,
+        metavar="FOLDER",
+        help="folder of songs (searched recursively)",
+    )
     s.add_argument("--out", type=Path, required=True, help="output folder")
-    s.add_argument("--model", default="teacher", metavar="NAME_OR_DIR",
-                   help="separating model (default: the shipped teacher)")  # fmt: skip
+    s.add_argument(
+        "--model",
+        default="teacher",
+        metavar="NAME_OR_DIR",
+        help="separating model (default: the shipped teacher)",
+    )
     s.add_argument("--split", default="train", help="split folder to write (default train)")
-    s.add_argument("--vad", choices=("auto", "silero", "energy", "silero+energy"),
-                   default="auto", help="vocal activity detector (default auto)")  # fmt: skip
-    s.add_argument("--min-seconds", type=float, default=2.0,
-                   help="shortest vocal segment kept (default 2)")  # fmt: skip
-    s.add_argument("--merge-gap", type=float, default=0.5,
-                   help="segments this close are merged first (default 0.5 s)")  # fmt: skip
+    s.add_argument(
+        "--vad",
+        choices=("auto", "silero", "energy", "silero+energy"),
+        default="auto",
+        help="vocal activity detector (default auto)",
+    )
+    s.add_argument(
+        "--min-seconds", type=float, default=2.0, help="shortest vocal segment kept (default 2)"
+    )
+    s.add_argument(
+        "--merge-gap",
+        type=float,
+        default=0.5,
+        help="segments this close are merged first (default 0.5 s)",
+    )
     s.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     s.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     s.add_argument("--overwrite", action="store_true", help="replace an earlier run in OUT")
@@ -145,8 +164,13 @@ def _register_pseudo_label(dsub: argparse._SubParsersAction[Any]) -> None:
 def run_pseudo_label(args: argparse.Namespace) -> int:
     from engine.data.pseudo_label import PseudoLabelConfig, pseudo_label
 
-    cfg = PseudoLabelConfig(split=args.split, vad_method=args.vad, merge_gap_s=args.merge_gap,
-                            min_segment_s=args.min_seconds, overwrite=args.overwrite)  # fmt: skip
+    cfg = PseudoLabelConfig(
+        split=args.split,
+        vad_method=args.vad,
+        merge_gap_s=args.merge_gap,
+        min_segment_s=args.min_seconds,
+        overwrite=args.overwrite,
+    )
     failed: list[str] = []
 
     def on_error(path: Path, message: str) -> None:
@@ -155,14 +179,24 @@ def run_pseudo_label(args: argparse.Namespace) -> int:
 
     bar = _Bar(disable=args.quiet, desc="labelling")
     try:
-        manifest = pseudo_label(args.src, args.out, cfg=cfg, model=args.model, device=args.device,
-                                threads=args.threads, progress=bar.update, on_error=on_error)  # fmt: skip
+        manifest = pseudo_label(
+            args.src,
+            args.out,
+            cfg=cfg,
+            model=args.model,
+            device=args.device,
+            threads=args.threads,
+            progress=bar.update,
+            on_error=on_error,
+        )
     finally:
         bar.close()
     kept = sum(1 for s in manifest["sources"] if s.get("songs"))
-    print(f"{args.out}: {len(manifest['songs'])} segments, "
-          f"{manifest['total_seconds'] / 60:.1f} min, from {kept} of "
-          f"{len(manifest['sources'])} files")  # fmt: skip
+    print(
+        f"{args.out}: {len(manifest['songs'])} segments, "
+        f"{manifest['total_seconds'] / 60:.1f} min, from {kept} of "
+        f"{len(manifest['sources'])} files"
+    )
     return 1 if failed else 0
 
 

@@ -39,8 +39,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("file", nargs="?", type=Path, metavar="FILE", help="a song or .stemtok project")
-    p.add_argument("--screenshot", type=Path, metavar="PNG",
-                   help="render the window offscreen after loading FILE, save it and exit")  # fmt: skip
+    p.add_argument(
+        "--screenshot",
+        type=Path,
+        metavar="PNG",
+        help="render the window offscreen after loading FILE, save it and exit",
+    )
     p.add_argument("--model", metavar="NAME_OR_DIR", help="as for 'stemtok separate'")
     p.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
     p.add_argument("--threads", type=int, help="onnxruntime threads (default: all cores)")
@@ -51,12 +55,23 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     shot.add_argument("--mute", action="append", default=[], metavar="STEM")
     shot.add_argument("--select", metavar="A-B", help="select seconds A to B")
     shot.add_argument("--spectrogram", action="store_true", help="show spectrograms")
-    shot.add_argument("--taller", type=float, default=1.0, metavar="X",
-                      help="waveforms X times taller")  # fmt: skip
-    shot.add_argument("--at-progress", type=float, metavar="F",
-                      help="capture while separating, once F (0-1) is done, then cancel")  # fmt: skip
-    shot.add_argument("--karaoke", action="append", default=[], type=Path, metavar="SONG",
-                      help="drop SONG on the karaoke target and capture when it is written")  # fmt: skip
+    shot.add_argument(
+        "--taller", type=float, default=1.0, metavar="X", help="waveforms X times taller"
+    )
+    shot.add_argument(
+        "--at-progress",
+        type=float,
+        metavar="F",
+        help="capture while separating, once F (0-1) is done, then cancel",
+    )
+    shot.add_argument(
+        "--karaoke",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="SONG",
+        help="drop SONG on the karaoke target and capture when it is written",
+    )
     shot.add_argument("--size", default="1280x760", metavar="WxH")
     p.set_defaults(func=run)
 
@@ -66,8 +81,11 @@ def _bridge_options(p: argparse.ArgumentParser) -> None:
     from app.commands.bridge import add_listener_args
 
     b = p.add_argument_group("DAW bridge (File > Serve DAW Bridge; see 'stemtok bridge')")
-    b.add_argument("--bridge", action="store_true",
-                   help="serve the DAW bridge from this window: regions sent show up here")  # fmt: skip
+    b.add_argument(
+        "--bridge",
+        action="store_true",
+        help="serve the DAW bridge from this window: regions sent show up here",
+    )
     add_listener_args(b)
 
 
@@ -112,8 +130,10 @@ def run(args: argparse.Namespace) -> int:
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     problem = display_problem(os.environ, sys.platform)
     if problem:
-        raise StemtokError(f"the editor needs a display ({problem}); for screenshots without one "
-                           "use --screenshot PNG, or set QT_QPA_PLATFORM=offscreen")  # fmt: skip
+        raise StemtokError(
+            f"the editor needs a display ({problem}); for screenshots without one "
+            "use --screenshot PNG, or set QT_QPA_PLATFORM=offscreen"
+        )
     if args.file is not None and not args.file.exists():
         raise StemtokError(f"{args.file}: no such file")
     try:

@@ -81,8 +81,9 @@ def run(args: argparse.Namespace) -> int:
     if args.optimize is not None:
         from export.model import optimize_model
 
-        optimize_model(args.optimize, args.out, overwrite=args.overwrite,
-                       parity_audio=args.parity_audio)  # fmt: skip
+        optimize_model(
+            args.optimize, args.out, overwrite=args.overwrite, parity_audio=args.parity_audio
+        )
         print(args.out)
         return 0
     if args.lm is None or args.codec is None:
@@ -113,7 +114,12 @@ def _run_teacher(args: argparse.Namespace) -> int:
     wiener: int = WIENER_ITERATIONS if args.wiener is None else args.wiener
     if not 0 <= wiener <= 10:
         raise StemtokError("--wiener takes 0 to 10 rounds")
-    export_teacher(args.teacher, args.out, overwrite=args.overwrite, parity_audio=args.parity_audio,
-                   wiener_iterations=wiener)  # fmt: skip
+    export_teacher(
+        args.teacher,
+        args.out,
+        overwrite=args.overwrite,
+        parity_audio=args.parity_audio,
+        wiener_iterations=wiener,
+    )
     print(args.out)
     return 0

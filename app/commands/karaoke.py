@@ -64,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     sep = load_separator(args)
     bar = Bar(args.quiet)
     try:
-        stems = sep.separate(args.input, mode=args.mode, seed=args.seed,
-                             progress=bar.start(args.input.name))  # fmt: skip
+        stems = sep.separate(
+            args.input, mode=args.mode, seed=args.seed, progress=bar.start(args.input.name)
+        )
     finally:
         bar.close()
     mix = karaoke_mix(stems, args.guide_vocal, args.semitones, stems.rate)

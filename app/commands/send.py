@@ -32,8 +32,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("-o", "--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument("--stems", default=",".join(STEMS), help="comma-separated subset of stems")
-    p.add_argument("--mode", choices=("aligned", "generative"), default="aligned",
-                   help="aligned (default): stems sum to the region; generative: from tokens")  # fmt: skip
+    p.add_argument(
+        "--mode",
+        choices=("aligned", "generative"),
+        default="aligned",
+        help="aligned (default): stems sum to the region; generative: from tokens",
+    )
     p.add_argument("--seed", type=int, help="sample with this seed instead of greedy decoding")
     p.add_argument("--port", type=int, help="TCP port of the bridge (default: find it)")
     p.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket of the bridge")
@@ -65,8 +69,15 @@ def _separate(args: argparse.Namespace, audio: Any, rate: int, stems: list[str])
     bar = _Bar(args.quiet, args.region.name)
     try:
         with BridgeClient(args.socket, args.port) as client:
-            return client.separate(audio, rate, stems=stems, mode=args.mode, seed=args.seed,
-                                   progress=bar.update, client="stemtok send")  # fmt: skip
+            return client.separate(
+                audio,
+                rate,
+                stems=stems,
+                mode=args.mode,
+                seed=args.seed,
+                progress=bar.update,
+                client="stemtok send",
+            )
     except (BridgeError, TokenError) as exc:
         raise StemtokError(f"bridge: {exc}") from None
     finally:
@@ -91,8 +102,13 @@ class _Bar:
         if not quiet:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=100, desc=name[:30], unit="%", file=sys.stderr,
-                            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}")  # fmt: skip
+            self.bar = tqdm(
+                total=100,
+                desc=name[:30],
+                unit="%",
+                file=sys.stderr,
+                bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}",
+            )
 
     def update(self, done: int, total: int) -> None:
         if self.bar is not None and total > 0:

@@ -42,9 +42,10 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "--config", default="small",
+        "--config",
+        default="small",
         help="small, paper, a1, a2, a3, paper-a1.. or an lm_config.json (default small)",
-    )  # fmt: skip
+    )
     p.add_argument("--tokens", type=Path, required=True, help="token folder (TOKDIR)")
     p.add_argument("--out", type=Path, required=True, help="run folder")
     p.add_argument("--max-steps", type=int, help="stop after this many optimiser steps")
@@ -64,10 +65,17 @@ def run(args: argparse.Namespace) -> int:
     overrides = {"batch_size": args.batch_size, "seed": args.seed}
     tcfg = dataclasses.replace(tcfg, **{k: v for k, v in overrides.items() if v is not None})
     final = train_lm(
-        cfg, tcfg, args.tokens, args.out, max_steps=args.max_steps, minutes=args.minutes,
-        device=args.device, resume=not args.fresh, progress=not args.quiet,
+        cfg,
+        tcfg,
+        args.tokens,
+        args.out,
+        max_steps=args.max_steps,
+        minutes=args.minutes,
+        device=args.device,
+        resume=not args.fresh,
+        progress=not args.quiet,
         echo=None if args.quiet else sys.stderr,
-    )  # fmt: skip
+    )
     acc = ", ".join(f"{a:.2f}" for a in final.get("level_acc", []))
     print(f"{args.out}: step {final.get('step')}, valid next-token accuracy per level [{acc}]")
     return 0

@@ -85,8 +85,10 @@ class Region:
     def label(self) -> str:
         clock = time.strftime("%H:%M:%S", time.localtime(self.received))
         only = "" if len(self.requested) == len(STEMS) else f", {'+'.join(self.requested)} only"
-        return (f"{clock}  {self.client}: {self.seconds:.1f} s, {self.mixture.shape[0]} ch, "
-                f"{self.rate / 1000:g} kHz{only}")  # fmt: skip
+        return (
+            f"{clock}  {self.client}: {self.seconds:.1f} s, {self.mixture.shape[0]} ch, "
+            f"{self.rate / 1000:g} kHz{only}"
+        )
 
 
 def _safe(text: str) -> str:
@@ -104,9 +106,11 @@ def client_name(header: Mapping[str, Any]) -> str:
 
 
 def make_region(
-    header: Mapping[str, Any], rate: int, audio: np.ndarray | None,
+    header: Mapping[str, Any],
+    rate: int,
+    audio: np.ndarray | None,
     stems: Mapping[str, np.ndarray],
-) -> Region:  # fmt: skip
+) -> Region:
     """A :class:`Region` holding copies of ``audio`` ``[C, N]`` and ``stems`` (any thread)."""
     first = next(iter(stems.values()))
     zero = np.zeros_like(first, dtype=np.float32)
@@ -115,9 +119,17 @@ def make_region(
         audio = bank.sum(axis=0)
     req = tuple(n for n in STEMS if n in (header.get("stems") or STEMS))
     seed = header.get("seed")
-    return Region(str(header.get("id")), client_name(header), time.time(), int(rate),
-                  np.array(audio, np.float32, copy=True), bank, req,
-                  str(header.get("mode", "aligned")), seed if isinstance(seed, int) else None)  # fmt: skip
+    return Region(
+        str(header.get("id")),
+        client_name(header),
+        time.time(),
+        int(rate),
+        np.array(audio, np.float32, copy=True),
+        bank,
+        req,
+        str(header.get("mode", "aligned")),
+        seed if isinstance(seed, int) else None,
+    )
 
 
 class BridgeFront(QObject):
@@ -132,9 +144,12 @@ class BridgeFront(QObject):
     serving = pyqtSignal(bool)
 
     def __init__(
-        self, window: MainWindow, engine: SharedEngine, config: Callable[[], BridgeConfig],
+        self,
+        window: MainWindow,
+        engine: SharedEngine,
+        config: Callable[[], BridgeConfig],
         grace: float = 5.0,
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__(window)
         self.window, self.shared, self.config, self.grace = window, engine, config, grace
         self.front = FrontEngine(engine)
@@ -260,8 +275,9 @@ class BridgeFront(QObject):
             server.stop(self.grace)
             self._after_stop()
             return
-        self._stopper = threading.Thread(target=self._stop_in_background, args=(server,),
-                                         name="stemtok-bridge-stop", daemon=True)  # fmt: skip
+        self._stopper = threading.Thread(
+            target=self._stop_in_background, args=(server,), name="stemtok-bridge-stop", daemon=True
+        )
         self._stopper.start()
 
     def _stop_in_background(self, server: BridgeServer) -> None:
@@ -345,8 +361,9 @@ class BridgeFront(QObject):
             self._written[id(region)] = path
         s.adopt_song(song, path)
         self.shown, self._shown_source = region, path
-        s.message.emit(f"region from {region.client}: {region.seconds:.1f} s, separated by "
-                       "the bridge")  # fmt: skip
+        s.message.emit(
+            f"region from {region.client}: {region.seconds:.1f} s, separated by the bridge"
+        )
 
 
 def _write_region(region: Region) -> Path | None:

@@ -27,8 +27,15 @@ from engine.errors import StemtokError
 class ExportDialog(QDialog):
     """Choose what to export; :meth:`plan` is the result (tests set the widgets and call it)."""
 
-    def __init__(self, song: str, folder: Path, sample_format: str, rate: int,
-                 parent: QWidget | None = None, channels: int = 2) -> None:  # fmt: skip
+    def __init__(
+        self,
+        song: str,
+        folder: Path,
+        sample_format: str,
+        rate: int,
+        parent: QWidget | None = None,
+        channels: int = 2,
+    ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export")
         self.song, self.sample_format, self.rate = song, sample_format, rate

@@ -44,9 +44,13 @@ def output_for(song: Path, folder: Path | None) -> Path:
 
 
 def make_karaoke(
-    sep: Any, song: Path, opts: KaraokeOptions, progress: Any, cancel: Any,
+    sep: Any,
+    song: Path,
+    opts: KaraokeOptions,
+    progress: Any,
+    cancel: Any,
     report: Callable[[str], None] = lambda line: None,
-) -> Path:  # fmt: skip
+) -> Path:
     """Separate ``song`` and write its karaoke mix; returns the file written (peaks beyond full
     scale are clipped where the format needs it, and reported by ``report``)."""
     info = probe(song)
@@ -106,8 +110,14 @@ class KaraokeQueue(QObject):
         self.current = song
 
         def job(progress: Callable[[float], None], cancel: Callable[[], bool]) -> Path:
-            return make_karaoke(self._separator(), song, opts, progress, cancel,
-                                lambda line: self.message.emit(f"karaoke: {line}"))  # fmt: skip
+            return make_karaoke(
+                self._separator(),
+                song,
+                opts,
+                progress,
+                cancel,
+                lambda line: self.message.emit(f"karaoke: {line}"),
+            )
 
         self.task = Task(job)
         self.task.progress.connect(lambda f, _left: self.progress.emit(song.name, f))

@@ -21,8 +21,13 @@ RULER_H = 26
 CONF_H = 6
 BG = QColor("#1c1d21")
 LANE_BG = (QColor("#24262b"), QColor("#212328"))
-COLORS = {"mix": "#c9ccd3", "vocals": "#f2b134", "drums": "#ed6a4b", "bass": "#3cc0a8",
-          "other": "#7d97ff"}  # fmt: skip
+COLORS = {
+    "mix": "#c9ccd3",
+    "vocals": "#f2b134",
+    "drums": "#ed6a4b",
+    "bass": "#3cc0a8",
+    "other": "#7d97ff",
+}
 _STEPS_S = (0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300)
 
 
@@ -191,8 +196,9 @@ class LaneCanvas(QWidget):
         if conf and lane.confidence is not None:
             if lane.unsure is None:
                 lane.unsure = unsureness(lane.confidence)
-            img = conf_image(lane.unsure, self.confidence_rate, self.start / self.rate,
-                             self.spp / self.rate, w)  # fmt: skip
+            img = conf_image(
+                lane.unsure, self.confidence_rate, self.start / self.rate, self.spp / self.rate, w
+            )
             p.drawImage(QPointF(0, top + wave_h + 1), to_qimage(img))
         p.setPen(QColor("#8a8f99") if lane.dim else color)
         p.setFont(QFont("Sans", 9, QFont.Weight.Bold))
@@ -215,8 +221,10 @@ class LaneCanvas(QWidget):
             marks = self._bar_marks(px_per_s, t0, t1)
         else:
             step = tick_step(px_per_s)
-            marks = [(k * step, fmt_time(k * step, step))
-                     for k in range(int(t0 // step), int(t1 // step) + 2)]  # fmt: skip
+            marks = [
+                (k * step, fmt_time(k * step, step))
+                for k in range(int(t0 // step), int(t1 // step) + 2)
+            ]
         room = p.fontMetrics()
         for t, text in marks:
             x = self.x_of(t)

@@ -128,7 +128,12 @@ class Mixer:
             for c in range(OUT_CHANNELS):
                 gain = self._ramp_gain(s, c, float(target[s, c]), n)
                 if avail and (gain is None or gain != 0.0):
-                    self._add(out[c, :avail], self.stems[s, min(c, self._nc - 1), start : start + avail], gain, avail)  # fmt: skip
+                    self._add(
+                        out[c, :avail],
+                        self.stems[s, min(c, self._nc - 1), start : start + avail],
+                        gain,
+                        avail,
+                    )
 
     def _ramp_gain(self, s: int, c: int, target: float, n: int) -> float | None:
         """A constant gain (settled), or None with the ramp of this block in ``_gain[:n]``."""

@@ -39,9 +39,12 @@ class Player:
             import sounddevice as sd
 
             self._stream = sd.OutputStream(
-                samplerate=self.mixer.rate, channels=OUT_CHANNELS, dtype="float32",
-                callback=self._callback, blocksize=0,
-            )  # fmt: skip
+                samplerate=self.mixer.rate,
+                channels=OUT_CHANNELS,
+                dtype="float32",
+                callback=self._callback,
+                blocksize=0,
+            )
             self._stream.start()
         except Exception as exc:  # PortAudioError, OSError (no library), ValueError (rate)
             self._stream = None

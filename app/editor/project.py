@@ -45,9 +45,12 @@ def stems_dir(project: Path) -> Path:
 
 
 def save(
-    path: Path, data: ProjectData, stems: Mapping[str, np.ndarray],
-    confidence: Mapping[str, np.ndarray] | None = None, write_stems: bool = True,
-) -> Path:  # fmt: skip
+    path: Path,
+    data: ProjectData,
+    stems: Mapping[str, np.ndarray],
+    confidence: Mapping[str, np.ndarray] | None = None,
+    write_stems: bool = True,
+) -> Path:
     """Write the project file and (unless ``write_stems`` is False and they exist) its stems."""
     path = path if path.suffix == SUFFIX else path.with_name(path.name + SUFFIX)
     folder = stems_dir(path)
@@ -58,11 +61,18 @@ def save(
     if confidence:
         _save_npz(folder / "confidence.npz", confidence)
     doc = {
-        "format": FORMAT, "version": VERSION, "source": data.source, "rate": data.rate,
-        "sample_format": data.sample_format, "stems_dir": folder.name, "stems": files,
-        "strips": {k: asdict(v) for k, v in data.strips.items()}, "master_db": data.master_db,
-        "view": data.view, "confidence_rate": data.confidence_rate,
-    }  # fmt: skip
+        "format": FORMAT,
+        "version": VERSION,
+        "source": data.source,
+        "rate": data.rate,
+        "sample_format": data.sample_format,
+        "stems_dir": folder.name,
+        "stems": files,
+        "strips": {k: asdict(v) for k, v in data.strips.items()},
+        "master_db": data.master_db,
+        "view": data.view,
+        "confidence_rate": data.confidence_rate,
+    }
     write_json(path, doc, indent=2, mode=_PRIVATE)
     return path
 
@@ -114,7 +124,13 @@ def load(path: Path) -> Loaded:
         with np.load(folder / "confidence.npz") as z:
             conf = {k: z[k] for k in z.files}
     strips = {k: Strip(**v) for k, v in doc.get("strips", {}).items()}
-    data = ProjectData(doc["source"], int(doc["rate"]), doc.get("sample_format", "float32"),
-                       strips, float(doc.get("master_db", 0.0)), dict(doc.get("view", {})),
-                       float(doc.get("confidence_rate", 0.0)))  # fmt: skip
+    data = ProjectData(
+        doc["source"],
+        int(doc["rate"]),
+        doc.get("sample_format", "float32"),
+        strips,
+        float(doc.get("master_db", 0.0)),
+        dict(doc.get("view", {})),
+        float(doc.get("confidence_rate", 0.0)),
+    )
     return Loaded(data, stems, conf, not Path(doc["source"]).is_file())

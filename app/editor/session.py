@@ -43,8 +43,15 @@ class Song:
     peaks: list[Peaks]
 
     @classmethod
-    def make(cls, mixture: np.ndarray, bank: np.ndarray, rate: int, sample_format: str,
-             confidence: dict[str, np.ndarray], confidence_rate: float) -> Song:  # fmt: skip
+    def make(
+        cls,
+        mixture: np.ndarray,
+        bank: np.ndarray,
+        rate: int,
+        sample_format: str,
+        confidence: dict[str, np.ndarray],
+        confidence_rate: float,
+    ) -> Song:
         peaks = [Peaks(mixture)] + [Peaks(bank[i]) for i in range(bank.shape[0])]
         return cls(mixture, bank, rate, sample_format, confidence, confidence_rate, peaks)
 
@@ -53,10 +60,16 @@ class SeparatorLike(Protocol):
     """What the session needs of :class:`engine.runtime.separator.Separator`."""
 
     def separate(
-        self, audio: np.ndarray, rate: int | None = None, *, mode: Any = ...,
-        seed: int | None = None, progress: Callable[[float], None] | None = None,
-        cancel: Callable[[], bool] | None = None, confidence: bool = False,
-    ) -> Any: ...  # fmt: skip
+        self,
+        audio: np.ndarray,
+        rate: int | None = None,
+        *,
+        mode: Any = ...,
+        seed: int | None = None,
+        progress: Callable[[float], None] | None = None,
+        cancel: Callable[[], bool] | None = None,
+        confidence: bool = False,
+    ) -> Any: ...
 
 
 class Session(QObject):
@@ -71,9 +84,11 @@ class Session(QObject):
     recentChanged = pyqtSignal()
 
     def __init__(
-        self, separator_factory: Callable[[], SeparatorLike], settings: QSettings | None = None,
+        self,
+        separator_factory: Callable[[], SeparatorLike],
+        settings: QSettings | None = None,
         mode: str = "aligned",
-    ) -> None:  # fmt: skip
+    ) -> None:
         super().__init__()
         self._factory = separator_factory
         self._sep: SeparatorLike | None = None
@@ -153,12 +168,19 @@ class Session(QObject):
 
         def job(progress: Callable[[float], None], cancel: Callable[[], bool]) -> Song:
             audio, rate = read_audio(path)
-            stems = self.separator().separate(audio, rate, mode=self.mode, progress=progress,
-                                              cancel=cancel, confidence=True)  # fmt: skip
+            stems = self.separator().separate(
+                audio, rate, mode=self.mode, progress=progress, cancel=cancel, confidence=True
+            )
             bank = np.stack([stems[name] for name in STEMS]).astype(np.float32)
             conf = dict(getattr(stems, "confidence", {}) or {})
-            return Song.make(audio, bank, rate, info.sample_format, conf,
-                             float(getattr(stems, "confidence_rate", 0.0)))  # fmt: skip
+            return Song.make(
+                audio,
+                bank,
+                rate,
+                info.sample_format,
+                conf,
+                float(getattr(stems, "confidence_rate", 0.0)),
+            )
 
         self.task = Task(job)
         self.task.progress.connect(self.progressChanged)
@@ -256,17 +278,27 @@ class Session(QObject):
     # ------------------------------------------------------------------ projects
     def project_data(self) -> project.ProjectData:
         return project.ProjectData(
-            str(self.source or ""), self.rate, self.sample_format, dict(self.strips),
-            self.master_db, dict(self.view), self.confidence_rate,
-        )  # fmt: skip
+            str(self.source or ""),
+            self.rate,
+            self.sample_format,
+            dict(self.strips),
+            self.master_db,
+            dict(self.view),
+            self.confidence_rate,
+        )
 
     def save_project(self, path: Path) -> Path:
         if not self.frames:
             raise StemtokError("nothing to save yet: open a song first")
         target = path if path.suffix == project.SUFFIX else path.with_name(path.name + ".stemtok")
         same = self.project_path is not None and target.resolve() == self.project_path.resolve()
-        written = project.save(target, self.project_data(), self.stems, self.confidence,
-                               write_stems=self.stems_dirty or not same)  # fmt: skip
+        written = project.save(
+            target,
+            self.project_data(),
+            self.stems,
+            self.confidence,
+            write_stems=self.stems_dirty or not same,
+        )
         self.project_path, self.stems_dirty = written, False
         self.add_recent(written)
         self.message.emit(f"saved {written.name}")
@@ -323,8 +355,9 @@ class Session(QObject):
     def export(self, plan: ExportPlan) -> list[Path]:
         """Write ``plan`` now (the remix from a copy of the mixer: playback is not disturbed)."""
         mixer = self.mixer.copy() if self.mixer is not None else None
-        written, warnings = run_export(plan, self.song_name, self.stems, mixer, self.rate,
-                                       self.sample_format)  # fmt: skip
+        written, warnings = run_export(
+            plan, self.song_name, self.stems, mixer, self.rate, self.sample_format
+        )
         self._exported(written, warnings)
         return written
 
@@ -350,14 +383,21 @@ class Session(QObject):
         if self.task is not None or not self.frames:
             self.message.emit("re-roll needs a loaded song and no running separation")
             return None
-        take = Take.plan(round(start_s * self.rate), round(stop_s * self.rate), self.rate,
-                         self.frames, seed)  # fmt: skip
+        take = Take.plan(
+            round(start_s * self.rate), round(stop_s * self.rate), self.rate, self.frames, seed
+        )
         mix = self.mixture[:, take.start : take.stop].copy()
 
         def job(progress: Callable[[float], None], cancel: Callable[[], bool]) -> Any:
-            return self.separator().separate(mix, self.rate, mode=self.mode, seed=seed,
-                                             progress=progress, cancel=cancel,
-                                             confidence=True)  # fmt: skip
+            return self.separator().separate(
+                mix,
+                self.rate,
+                mode=self.mode,
+                seed=seed,
+                progress=progress,
+                cancel=cancel,
+                confidence=True,
+            )
 
         self.task = Task(job)
         self.task.progress.connect(self.progressChanged)
@@ -376,8 +416,10 @@ class Session(QObject):
             take.blend_confidence(self.confidence, fresh, self.confidence_rate / self.rate)
         self.use_take(True)
         self._set_state("loaded")
-        self.message.emit(f"re-rolled {take.seconds(self.rate)} with seed {take.seed}: "
-                          "compare the takes, then keep one")  # fmt: skip
+        self.message.emit(
+            f"re-rolled {take.seconds(self.rate)} with seed {take.seed}: "
+            "compare the takes, then keep one"
+        )
 
     def use_take(self, new: bool) -> None:
         """Hear the re-rolled take (``new``) or the original in the take's region."""

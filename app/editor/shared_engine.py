@@ -55,9 +55,13 @@ class SharedEngine:
             return self._engine
 
     def separate(
-        self, audio: Any, rate: int | None = None, *, cancel: Callable[[], bool] | None = None,
+        self,
+        audio: Any,
+        rate: int | None = None,
+        *,
+        cancel: Callable[[], bool] | None = None,
         **options: Any,
-    ) -> Any:  # fmt: skip
+    ) -> Any:
         """``separate(audio [C, N], rate, ...)`` of the wrapped separator, once the engine is
         free; raises :class:`~engine.runtime.decode.Cancelled` if ``cancel()`` while waiting."""
         engine = self.load()
@@ -90,14 +94,21 @@ class FrontEngine:
         self._lock = threading.Lock()
 
     def separate(
-        self, audio: np.ndarray, rate: int, *, stems: Sequence[str], mode: Any,
-        seed: int | None, progress: Callable[[float], None] | None,
+        self,
+        audio: np.ndarray,
+        rate: int,
+        *,
+        stems: Sequence[str],
+        mode: Any,
+        seed: int | None,
+        progress: Callable[[float], None] | None,
         cancel: Callable[[], bool] | None,
-    ) -> Mapping[str, np.ndarray]:  # fmt: skip
+    ) -> Mapping[str, np.ndarray]:
         want = [n for n in STEMS if n in stems]
         ask = list(STEMS) if mode == "aligned" else want
-        out = self.shared.separate(audio, rate, stems=ask, mode=mode, seed=seed,
-                                   progress=progress, cancel=cancel)  # fmt: skip
+        out = self.shared.separate(
+            audio, rate, stems=ask, mode=mode, seed=seed, progress=progress, cancel=cancel
+        )
         got = {n: out[n] for n in ask}
         with self._lock:
             self._last = (audio, got)

@@ -124,6 +124,7 @@ class Meter(QWidget):
         p.fillRect(QRectF(4, 4, 25, 8), QColor("#e0564a") if self.clip else QColor("#3a3d44"))
         p.setPen(QColor("#9aa0aa"))
         p.setFont(QFont("Sans", 6))
-        p.drawText(QRectF(0, self.height() - 10, self.width(), 10),
-                   Qt.AlignmentFlag.AlignCenter, "L  R")  # fmt: skip
+        p.drawText(
+            QRectF(0, self.height() - 10, self.width(), 10), Qt.AlignmentFlag.AlignCenter, "L  R"
+        )
         p.end()

@@ -117,8 +117,14 @@ class KaraokePanel(QFrame):
         self.where.setToolTip("where the instrumentals go (click to choose a folder)")
         self.where.clicked.connect(self._choose_folder)
         row = QHBoxLayout()
-        for w in (self.guide, self.guide_db, QLabel("key shift"), self.semis, QLabel("write"),
-                  self.where):  # fmt: skip
+        for w in (
+            self.guide,
+            self.guide_db,
+            QLabel("key shift"),
+            self.semis,
+            QLabel("write"),
+            self.where,
+        ):
             row.addWidget(w)
         self.guide_db.setFixedWidth(90)
         self.semis.setFixedWidth(80)
@@ -147,8 +153,10 @@ class KaraokePanel(QFrame):
 
     def _running(self, name: str, fraction: float) -> None:
         q = self.queue
-        self.label.setText(f"<b>Karaoke</b>: making {name} ... {fraction:.0%} &#8212; "
-                           f"{len(q.waiting)} waiting, {len(q.done)} made")  # fmt: skip
+        self.label.setText(
+            f"<b>Karaoke</b>: making {name} ... {fraction:.0%} &#8212; "
+            f"{len(q.waiting)} waiting, {len(q.done)} made"
+        )
 
     def refresh(self) -> None:
         q = self.queue

@@ -223,8 +223,9 @@ class MainWindow(QMainWindow):
         lanes = [Lane(n, p, c) for n, p, c in zip(names, s.peaks, conf, strict=True)]
         self.editor.canvas.set_song(lanes, s.rate, s.frames, s.confidence_rate)
         missing = " (source missing: sum of stems)" if s.source_missing else ""
-        self.editor.mix_label.setText(f"<b>Mix</b><br><span style='color:#8a8f99'>"
-                                      f"{s.song_name}{missing}</span>")  # fmt: skip
+        self.editor.mix_label.setText(
+            f"<b>Mix</b><br><span style='color:#8a8f99'>{s.song_name}{missing}</span>"
+        )
         self.setWindowTitle(f"{s.song_name} - stemtok editor")
         self._mix_changed()
 

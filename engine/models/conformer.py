@@ -46,9 +46,13 @@ class FeedForward(nn.Module):
     def __init__(self, dim: int, mult: int, dropout: float) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            nn.LayerNorm(dim), nn.Linear(dim, dim * mult), nn.SiLU(), nn.Dropout(dropout),
-            nn.Linear(dim * mult, dim), nn.Dropout(dropout),
-        )  # fmt: skip
+            nn.LayerNorm(dim),
+            nn.Linear(dim, dim * mult),
+            nn.SiLU(),
+            nn.Dropout(dropout),
+            nn.Linear(dim * mult, dim),
+            nn.Dropout(dropout),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         out: Tensor = self.net(x)
@@ -98,8 +102,9 @@ class ConvModule(nn.Module):
 
 
 class ConformerBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, kernel: int, ff_mult: int, dropout: float,
-                 theta: float) -> None:  # fmt: skip
+    def __init__(
+        self, dim: int, heads: int, kernel: int, ff_mult: int, dropout: float, theta: float
+    ) -> None:
         super().__init__()
         self.ff1 = FeedForward(dim, ff_mult, dropout)
         self.attn = RotarySelfAttention(dim, heads, dropout, theta)

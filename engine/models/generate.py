@@ -102,9 +102,13 @@ def choose(
 
 # --------------------------------------------------------------------------- one track
 def _sample_track(
-    model: SeparationLM, cache: KVCache, pending: Tensor, ctx: _Context,
-    head: Tensor | None = None, forced: Tensor | None = None,
-) -> tuple[Tensor, Tensor, Tensor, KVCache]:  # fmt: skip
+    model: SeparationLM,
+    cache: KVCache,
+    pending: Tensor,
+    ctx: _Context,
+    head: Tensor | None = None,
+    forced: Tensor | None = None,
+) -> tuple[Tensor, Tensor, Tensor, KVCache]:
     """Generate the ``2T`` positions of one track after feeding ``pending`` ``[R, n, K]``.
 
     ``forced`` ``[R, 2T, K]`` with ``-1`` where free: rows/positions taken from the caller.

@@ -57,9 +57,14 @@ class KVCache:
 
     @classmethod
     def empty(
-        cls, cfg: LMConfig, batch: int, *, capacity: int | None = None,
-        device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32,
-    ) -> KVCache:  # fmt: skip
+        cls,
+        cfg: LMConfig,
+        batch: int,
+        *,
+        capacity: int | None = None,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> KVCache:
         """An empty cache: growing when ``capacity`` is None, else a static buffer."""
         size = 0 if capacity is None else capacity
         shape = (cfg.n_layers, batch, cfg.n_kv_heads, size, cfg.head_dim)
@@ -73,8 +78,13 @@ class KVCache:
     def repeat(self, n: int) -> KVCache:
         """Each batch row repeated ``n`` times (row ``b`` -> rows ``b * n .. b * n + n - 1``)."""
         cond = None if self.cond is None else self.cond.repeat_interleave(n, 0)
-        return KVCache(self.k.repeat_interleave(n, 1), self.v.repeat_interleave(n, 1),
-                       self.length, self.static, cond)  # fmt: skip
+        return KVCache(
+            self.k.repeat_interleave(n, 1),
+            self.v.repeat_interleave(n, 1),
+            self.length,
+            self.static,
+            cond,
+        )
 
     def keys_mask(self, n_new: int) -> Tensor:
         """Which keys each of ``n_new`` new queries sees ``[n_new, S_after]`` (bool, causal)."""
@@ -125,9 +135,13 @@ class CausalAttention(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
 
     def forward(
-        self, x: Tensor, rope: tuple[Tensor, Tensor], past: tuple[Tensor, Tensor] | None,
-        static_at: int | None, mask: Tensor | None,
-    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        past: tuple[Tensor, Tensor] | None,
+        static_at: int | None,
+        mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         """``x`` ``[B, L, D]`` -> output ``[B, L, D]`` and this layer's keys/values after the step.
 
         ``past`` are ``[B, n_kv, S, hd]``; ``static_at`` writes the new entries into them in
@@ -161,9 +175,13 @@ class Block(nn.Module):
         self.ff = SwiGLU(cfg.dim, cfg.ff_dim, cfg.dropout)
 
     def forward(
-        self, x: Tensor, rope: tuple[Tensor, Tensor], past: tuple[Tensor, Tensor] | None,
-        static_at: int | None, mask: Tensor | None,
-    ) -> tuple[Tensor, Tensor, Tensor]:  # fmt: skip
+        self,
+        x: Tensor,
+        rope: tuple[Tensor, Tensor],
+        past: tuple[Tensor, Tensor] | None,
+        static_at: int | None,
+        mask: Tensor | None,
+    ) -> tuple[Tensor, Tensor, Tensor]:
         y, k, v = self.attn(self.attn_norm(x), rope, past, static_at, mask)
         x = x + y
         return x + self.ff(self.ff_norm(x)), k, v
@@ -329,8 +347,9 @@ class SeparationLM(nn.Module):
         """Encode the mixture and fill a new cache with the prefix (growing, or static of
         ``capacity`` positions)."""
         pre = self.prefix(mel)
-        empty = KVCache.empty(self.cfg, pre.shape[0], capacity=capacity, device=pre.device,
-                              dtype=pre.dtype)  # fmt: skip
+        empty = KVCache.empty(
+            self.cfg, pre.shape[0], capacity=capacity, device=pre.device, dtype=pre.dtype
+        )
         _, cache = self.decode(pre, empty, self.condition(pre))
         assert cache is not None
         return cache

@@ -46,6 +46,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from engine.models.layout import TokenLayout
+from engine.training.schedule import Schedule
 
 SCHEMA: Final[int] = 1
 ENCODERS: Final[tuple[str, ...]] = ("conformer", "frozen")
@@ -170,18 +171,31 @@ class LMConfig:
     @classmethod
     def small(cls) -> LMConfig:
         return cls(
-            name="small", n_levels=8, codebook_size=256,
-            enc_dim=192, enc_layers=2, enc_heads=3, enc_stride=4,
-            dim=256, n_layers=4, n_heads=4, n_kv_heads=2, ff_dim=llama_ff_dim(256, 64),
-            frame_embedding=True, aligned_mixture=True,
-        )  # fmt: skip
+            name="small",
+            n_levels=8,
+            codebook_size=256,
+            enc_dim=192,
+            enc_layers=2,
+            enc_heads=3,
+            enc_stride=4,
+            dim=256,
+            n_layers=4,
+            n_heads=4,
+            n_kv_heads=2,
+            ff_dim=llama_ff_dim(256, 64),
+            frame_embedding=True,
+            aligned_mixture=True,
+        )
 
     def with_codec(self, n_levels: int, codebook_size: int, n_frames: int) -> LMConfig:
         """The same model for tokens of a codec with ``n_levels`` x ``codebook_size`` codes."""
         return dataclasses.replace(
-            self, n_levels=n_levels, codebook_size=codebook_size, n_frames=n_frames,
+            self,
+            n_levels=n_levels,
+            codebook_size=codebook_size,
+            n_frames=n_frames,
             mel_frames=n_frames * 4,
-        )  # fmt: skip
+        )
 
     def ablation(self, key: str) -> LMConfig:
         """This config with ablation ``a1``, ``a2`` or ``a3`` applied (see the module docstring)."""
@@ -220,9 +234,8 @@ class TrainConfig:
 
     def lr_at(self, step: int) -> float:
         """Learning rate at optimiser step ``step`` (0-based): linear warm-up, then exponential."""
-        if step < self.warmup_steps:
-            return self.lr * (step + 1) / self.warmup_steps
-        return float(self.lr * 0.5 ** ((step - self.warmup_steps) / self.decay_half_life))
+        schedule = Schedule("exponential", self.warmup_steps, half_life=self.decay_half_life)
+        return self.lr * schedule.factor(step, 0.0)
 
     @classmethod
     def paper(cls) -> TrainConfig:
@@ -233,8 +246,14 @@ class TrainConfig:
         """The paper's recipe scaled to a CPU run of about a thousand steps: warm-up 2000 would be
         all of it, so warm-up is 200 and the LR halves every 2000 steps after it; 4 crops per
         step (more updates per CPU minute)."""
-        return cls(warmup_steps=200, decay_half_life=2000, batch_size=4, eval_every=250,
-                   eval_batches=8, checkpoint_minutes=3.0)  # fmt: skip
+        return cls(
+            warmup_steps=200,
+            decay_half_life=2000,
+            batch_size=4,
+            eval_every=250,
+            eval_batches=8,
+            checkpoint_minutes=3.0,
+        )
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

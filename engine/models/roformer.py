@@ -163,10 +163,13 @@ class Transformer(nn.Module):
         super().__init__()
         self.attn = Attention(cfg)
         self.ff = nn.Sequential(
-            RMSNorm(cfg.dim), nn.Linear(cfg.dim, cfg.dim * cfg.ff_mult), nn.GELU(),
-            nn.Dropout(cfg.dropout), nn.Linear(cfg.dim * cfg.ff_mult, cfg.dim),
+            RMSNorm(cfg.dim),
+            nn.Linear(cfg.dim, cfg.dim * cfg.ff_mult),
+            nn.GELU(),
             nn.Dropout(cfg.dropout),
-        )  # fmt: skip
+            nn.Linear(cfg.dim * cfg.ff_mult, cfg.dim),
+            nn.Dropout(cfg.dropout),
+        )
 
     def forward(self, x: Tensor) -> Tensor:
         x = x + self.attn(x)
@@ -218,8 +221,10 @@ class BandSplitRoformer(nn.Module):
     def forward(self, ri: Tensor) -> Tensor:
         b, c2, f, t = ri.shape
         if f != self.cfg.n_bins or c2 != 2 * self.cfg.channels:
-            raise ValueError(f"expected [B, {2 * self.cfg.channels}, {self.cfg.n_bins}, T] "
-                             f"spectra, got {list(ri.shape)}")  # fmt: skip
+            raise ValueError(
+                f"expected [B, {2 * self.cfg.channels}, {self.cfg.n_bins}, T] "
+                f"spectra, got {list(ri.shape)}"
+            )
         x = ri.permute(0, 3, 2, 1)  # (B, T, F, 2C)
         bands, start = [], 0
         for w, proj in zip(self.widths, self.split, strict=True):
@@ -239,8 +244,10 @@ class BandSplitRoformer(nn.Module):
             h = band_block(h.reshape(b * t, k, d)).view(b, t, k, d)
         h = self.norm(h)
         s = self.cfg.n_stems
-        masks = [head(h[:, :, i]).view(b, t, s, c2, w) for i, (head, w) in
-                 enumerate(zip(self.masks, self.widths, strict=True))]  # fmt: skip
+        masks = [
+            head(h[:, :, i]).view(b, t, s, c2, w)
+            for i, (head, w) in enumerate(zip(self.masks, self.widths, strict=True))
+        ]
         out = torch.cat(masks, dim=-1).permute(0, 2, 3, 4, 1)  # (B, S, 2C, F, T)
         if self.cfg.consistent:  # spread what the masks miss of (1 + 0j) equally over the stems
             one = torch.tensor([1.0, 0.0] * self.cfg.channels, dtype=out.dtype, device=out.device)
@@ -251,9 +258,12 @@ class BandSplitRoformer(nn.Module):
 def _mask_head(dim: int, hidden: int, n_masks: int, width: int) -> nn.Module:
     """Band features ``[..., D]`` -> ``n_masks`` (re, im) masks for ``width`` bins."""
     return nn.Sequential(
-        RMSNorm(dim), nn.Linear(dim, hidden), nn.Tanh(),
-        nn.Linear(hidden, 2 * n_masks * 2 * width), nn.GLU(dim=-1),
-    )  # fmt: skip
+        RMSNorm(dim),
+        nn.Linear(dim, hidden),
+        nn.Tanh(),
+        nn.Linear(hidden, 2 * n_masks * 2 * width),
+        nn.GLU(dim=-1),
+    )
 
 
 def spec_input(spec: Tensor) -> Tensor:

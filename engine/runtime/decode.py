@@ -56,8 +56,9 @@ class Decoder:
         # on CUDA the in-place buffers live on the device (made at the first call); the numpy
         # buffer is the CPU one (shared with onnxruntime) or the growing cache
         on_device = self.inplace and model.device == "cuda"
-        self.kv = np.zeros((2, s.n_layers, batch, s.n_kv_heads, 0 if on_device else size,
-                            s.head_dim), self.dtype)  # fmt: skip
+        self.kv = np.zeros(
+            (2, s.n_layers, batch, s.n_kv_heads, 0 if on_device else size, s.head_dim), self.dtype
+        )
         self._kv_shape = shape
         self.length = 0
         self.cond: np.ndarray | None = None
@@ -173,9 +174,13 @@ class _Ticker:
 
 
 def _sample_track(
-    dec: Decoder, pending: np.ndarray, layout: TokenLayout, sampling: Sampling,
-    rng: np.random.Generator | None, ticker: _Ticker,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:  # fmt: skip
+    dec: Decoder,
+    pending: np.ndarray,
+    layout: TokenLayout,
+    sampling: Sampling,
+    rng: np.random.Generator | None,
+    ticker: _Ticker,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``2T`` positions of one track after ``pending`` ``[B, n, K]``: ids/entropy
     ``[B, 2T, K]`` and frames ``[B]`` (the last choice is not fed)."""
     b, k = pending.shape[0], layout.n_levels
@@ -200,9 +205,12 @@ def _sample_track(
 
 
 def generate(
-    model: Model, mel: np.ndarray, sampling: Sampling = Sampling(),
-    progress: Progress | None = None, cancel: Cancel | None = None,
-) -> Tokens:  # fmt: skip
+    model: Model,
+    mel: np.ndarray,
+    sampling: Sampling = Sampling(),
+    progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> Tokens:
     """Tokens of all tracks for a batch of windows, log-mel ``[B, n_mels, 4T]``.
 
     ``progress(done, total)`` is called after every generated position; ``cancel() -> True``

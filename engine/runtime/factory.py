@@ -30,14 +30,18 @@ def model_kind(folder: str | os.PathLike[str]) -> str:
         return "lm"
     if kind == TEACHER_KIND:
         return TEACHER_KIND
-    raise StemtokError(f"{folder}: unknown model kind {kind!r} (lm or teacher); is this "
-                       "stemtok version too old for it?")  # fmt: skip
+    raise StemtokError(
+        f"{folder}: unknown model kind {kind!r} (lm or teacher); is this "
+        "stemtok version too old for it?"
+    )
 
 
 def open_separator(
-    model: str | os.PathLike[str] | None = None, device: str = "auto",
-    threads: int | None = None, **kwargs: Any,
-) -> AnySeparator:  # fmt: skip
+    model: str | os.PathLike[str] | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    **kwargs: Any,
+) -> AnySeparator:
     """The separator for ``model`` (a name or folder; ``None`` is the default model) on
     ``device``; ``kwargs`` (``batch``, ``segment_seconds``) go to its constructor."""
     folder = model_dir(model)

@@ -70,8 +70,9 @@ def model_dir(model: str | os.PathLike[str] | None = None) -> Path:
         if (folder / CONFIG_FILE).is_file():
             return folder
     where = " and ".join(str(c) for c in _candidates(text))
-    raise StemtokError(f"no model named '{text}' (looked in {where}); give a folder made by "
-                       "'stemtok export'")  # fmt: skip
+    raise StemtokError(
+        f"no model named '{text}' (looked in {where}); give a folder made by 'stemtok export'"
+    )
 
 
 def sha256(path: Path) -> str:
@@ -88,15 +89,18 @@ def read_config(folder: Path, verify: bool = True) -> dict[str, Any]:
     sha256 compared with the one recorded at export."""
     path = folder / CONFIG_FILE
     if not path.is_file():
-        raise StemtokError(f"{folder}: not a model folder (no {CONFIG_FILE}; make one with "
-                           "'stemtok export')")  # fmt: skip
+        raise StemtokError(
+            f"{folder}: not a model folder (no {CONFIG_FILE}; make one with 'stemtok export')"
+        )
     try:
         config: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError) as exc:
         raise StemtokError(f"{path}: cannot read the model config ({exc})") from None
     if config.get("schema") != SCHEMA:
-        raise StemtokError(f"{path}: model schema {config.get('schema')} is not {SCHEMA}; "
-                           "re-export the model with this version of stemtok")  # fmt: skip
+        raise StemtokError(
+            f"{path}: model schema {config.get('schema')} is not {SCHEMA}; "
+            "re-export the model with this version of stemtok"
+        )
     for name, digest in config.get("files", {}).items():
         file = folder / name
         if not file.is_file():
@@ -126,15 +130,23 @@ class Sizes:
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Sizes:
         lay, lm, kv, rates = config["layout"], config["lm"], config["kv"], config["rates"]
-        layout = TokenLayout(lay["n_levels"], lay["codebook_size"], lay["n_frames"],
-                             lay["n_tracks"])  # fmt: skip
+        layout = TokenLayout(
+            lay["n_levels"], lay["codebook_size"], lay["n_frames"], lay["n_tracks"]
+        )
         return cls(
-            layout=layout, dim=lm["dim"], n_layers=kv["n_layers"], n_kv_heads=kv["n_kv_heads"],
-            head_dim=kv["head_dim"], capacity=kv["capacity"], kv_mode=kv["mode"],
+            layout=layout,
+            dim=lm["dim"],
+            n_layers=kv["n_layers"],
+            n_kv_heads=kv["n_kv_heads"],
+            head_dim=kv["head_dim"],
+            capacity=kv["capacity"],
+            kv_mode=kv["mode"],
             prefix_len=1 + lm["mel_frames"] // lm["enc_stride"],
-            sample_rate=rates["sample_rate"], window=rates["window_samples"],
-            stft_n_fft=rates["stft_n_fft"], stft_hop=rates["stft_hop"],
-        )  # fmt: skip
+            sample_rate=rates["sample_rate"],
+            window=rates["window_samples"],
+            stft_n_fft=rates["stft_n_fft"],
+            stft_hop=rates["stft_hop"],
+        )
 
 
 def lm_file(config: dict[str, Any], device: str, precision: str) -> str:
@@ -158,9 +170,13 @@ class Model:
     """
 
     def __init__(
-        self, folder: str | os.PathLike[str] | None = None, device: str = "auto",
-        threads: int | None = None, verify: bool = True, precision: str = "auto",
-    ) -> None:  # fmt: skip
+        self,
+        folder: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        verify: bool = True,
+        precision: str = "auto",
+    ) -> None:
         self.folder = Path(folder) if folder is not None else default_model_dir()
         self.config = read_config(self.folder, verify)
         if self.config["lm"].get("decoding", "sequential") != "sequential":

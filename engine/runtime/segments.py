@@ -43,9 +43,12 @@ def check_audio(audio: np.ndarray, rate: int) -> np.ndarray:
 
 
 def stream_segments(
-    source: Source, separate: SeparateFn, n_stems: int, segment_seconds: float,
+    source: Source,
+    separate: SeparateFn,
+    n_stems: int,
+    segment_seconds: float,
     progress: FractionProgress | None = None,
-) -> Iterator[np.ndarray]:  # fmt: skip
+) -> Iterator[np.ndarray]:
     """Run ``separate(piece [C, n], progress, start) -> [n_stems, C, n]`` over the crossfaded
     segments of ``source`` (``start``: the piece's first sample in the song) and yield finished
     blocks ``[n_stems, C, m]`` that cover it in order."""

@@ -93,9 +93,13 @@ class Separator:
     """
 
     def __init__(
-        self, model_dir: str | os.PathLike[str] | None = None, device: str = "auto",
-        threads: int | None = None, batch: int = 16, segment_seconds: float = 48.0,
-    ) -> None:  # fmt: skip
+        self,
+        model_dir: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        batch: int = 16,
+        segment_seconds: float = 48.0,
+    ) -> None:
         self.model = Model(model_dir, device, threads)
         self.batch = max(1, batch)
         self.segment_seconds = max(segment_seconds, 4 * SEGMENT_OVERLAP_S)
@@ -107,11 +111,17 @@ class Separator:
         return self.model.sizes.sample_rate
 
     def separate(
-        self, audio: np.ndarray | str | os.PathLike[str], rate: int | None = None, *,
-        stems: Sequence[str] = STEMS, mode: Mode = "aligned", seed: int | None = None,
-        progress: FractionProgress | None = None, cancel: Cancel | None = None,
+        self,
+        audio: np.ndarray | str | os.PathLike[str],
+        rate: int | None = None,
+        *,
+        stems: Sequence[str] = STEMS,
+        mode: Mode = "aligned",
+        seed: int | None = None,
+        progress: FractionProgress | None = None,
+        cancel: Cancel | None = None,
         confidence: bool = False,
-    ) -> Stems:  # fmt: skip
+    ) -> Stems:
         """Split ``audio`` ``[C, N]`` at ``rate`` (or a file path) into ``stems`` (in memory; see
         :meth:`stream` for a song of any length).
 
@@ -127,11 +137,22 @@ class Separator:
             raise StemtokError("give the sample rate of the audio")
         a = _check_audio(audio, int(rate))
         frame_rate = self.model.sizes.layout.n_frames * self.rate / self.window
-        conf = _EntropyGrid(len(chosen), int(np.ceil(a.shape[1] / int(rate) * frame_rate)) + 1,
-                            frame_rate) if confidence else None  # fmt: skip
-        blocks = self.stream(ArraySource(a, int(rate)), stems=chosen, mode=mode, seed=seed,
-                             progress=progress, cancel=cancel,
-                             on_entropy=conf.add if conf else None)  # fmt: skip
+        conf = (
+            _EntropyGrid(
+                len(chosen), int(np.ceil(a.shape[1] / int(rate) * frame_rate)) + 1, frame_rate
+            )
+            if confidence
+            else None
+        )
+        blocks = self.stream(
+            ArraySource(a, int(rate)),
+            stems=chosen,
+            mode=mode,
+            seed=seed,
+            progress=progress,
+            cancel=cancel,
+            on_entropy=conf.add if conf else None,
+        )
         out = collect(blocks, np.empty((len(chosen), *a.shape), np.float32))
         audio_out = {name: out[i] for i, name in enumerate(chosen)}
         if conf is None:
@@ -140,10 +161,16 @@ class Separator:
         return Stems(audio_out, int(rate), dict(zip(chosen, sure, strict=True)), frame_rate)
 
     def stream(
-        self, source: Source, *, stems: Sequence[str] = STEMS, mode: Mode = "aligned",
-        seed: int | None = None, progress: FractionProgress | None = None,
-        cancel: Cancel | None = None, on_entropy: EntropySink | None = None,
-    ) -> Iterator[np.ndarray]:  # fmt: skip
+        self,
+        source: Source,
+        *,
+        stems: Sequence[str] = STEMS,
+        mode: Mode = "aligned",
+        seed: int | None = None,
+        progress: FractionProgress | None = None,
+        cancel: Cancel | None = None,
+        on_entropy: EntropySink | None = None,
+    ) -> Iterator[np.ndarray]:
         """Separate ``source`` segment by segment, yielding finished blocks ``[S, C, n]`` (the
         chosen stems, in :data:`STEMS` order) that together cover the song in order.
 
@@ -171,17 +198,24 @@ class Separator:
                 def sink(t: float, h: np.ndarray, t0: float = start / rate) -> None:
                     on_entropy(t0 + t, h[keep])
 
-            out: np.ndarray = self._segment(piece, rate, mode, names, sampling, part, cancel,
-                                            sink)[keep]  # fmt: skip
+            out: np.ndarray = self._segment(piece, rate, mode, names, sampling, part, cancel, sink)[
+                keep
+            ]
             return out
 
         yield from stream_segments(source, separate, len(chosen), self.segment_seconds, progress)
 
     def _segment(
-        self, piece: np.ndarray, rate: int, mode: Mode, names: tuple[str, ...],
-        sampling: Sampling, progress: FractionProgress, cancel: Cancel | None,
+        self,
+        piece: np.ndarray,
+        rate: int,
+        mode: Mode,
+        names: tuple[str, ...],
+        sampling: Sampling,
+        progress: FractionProgress,
+        cancel: Cancel | None,
         sink: EntropySink | None = None,
-    ) -> np.ndarray:  # fmt: skip
+    ) -> np.ndarray:
         """One segment ``[C, n]`` at ``rate`` -> stems ``[S, C, n]`` at ``rate``."""
         x = resample(piece, rate, self.rate)  # (C, N48) of this segment
         decoded = self._run(x, mode, names, sampling, progress, cancel, sink)  # (S, C|1, N48)
@@ -189,9 +223,15 @@ class Separator:
 
     # ----------------------------------------------------------------- model domain
     def _run(
-        self, x: np.ndarray, mode: Mode, names: tuple[str, ...], sampling: Sampling,
-        progress: FractionProgress | None, cancel: Cancel | None, sink: EntropySink | None = None,
-    ) -> np.ndarray:  # fmt: skip
+        self,
+        x: np.ndarray,
+        mode: Mode,
+        names: tuple[str, ...],
+        sampling: Sampling,
+        progress: FractionProgress | None,
+        cancel: Cancel | None,
+        sink: EntropySink | None = None,
+    ) -> np.ndarray:
         lead = (len(names), x.shape[0] if mode == "aligned" else 1)
         p = win.plan(x.shape[1], self.window, self.overlap)
         ola = win.OverlapAdd(p, lead, self.overlap)

@@ -70,14 +70,18 @@ class TeacherModel:
     """
 
     def __init__(
-        self, folder: str | os.PathLike[str], device: str = "auto", threads: int | None = None,
+        self,
+        folder: str | os.PathLike[str],
+        device: str = "auto",
+        threads: int | None = None,
         verify: bool = True,
-    ) -> None:  # fmt: skip
+    ) -> None:
         self.folder = Path(folder)
         self.config: dict[str, Any] = read_config(self.folder, verify)
         if self.config.get("kind") != KIND:
-            raise StemtokError(f"{self.folder}: not a teacher model (kind "
-                               f"{self.config.get('kind', 'lm')!r})")  # fmt: skip
+            raise StemtokError(
+                f"{self.folder}: not a teacher model (kind {self.config.get('kind', 'lm')!r})"
+            )
         rates, inference = self.config["rates"], self.config["inference"]
         self.sample_rate: int = int(rates["sample_rate"])
         self.n_fft: int = int(rates["stft_n_fft"])
@@ -88,8 +92,12 @@ class TeacherModel:
         self.wiener_iterations: int = int(inference.get("wiener_iterations", 0))
         self.stems: tuple[str, ...] = tuple(self.config["stems"])
         self.channels: int = int(self.config.get("teacher", {}).get("channels", 1))
-        if (self.stems != STEMS or self.window % self.hop or self.consistency not in WEIGHTINGS
-                or self.channels not in (1, 2)):  # fmt: skip
+        if (
+            self.stems != STEMS
+            or self.window % self.hop
+            or self.consistency not in WEIGHTINGS
+            or self.channels not in (1, 2)
+        ):
             raise StemtokError(f"{self.folder}: unsupported teacher layout; re-export it")
         self.device = resolve_device(device)
         self.session = create_session(self.folder / GRAPH_FILE, self.device, threads)
@@ -221,9 +229,13 @@ class TeacherSeparator:
     kind: Final[str] = KIND
 
     def __init__(
-        self, model_dir: str | os.PathLike[str] | None = None, device: str = "auto",
-        threads: int | None = None, batch: int = 4, segment_seconds: float = 48.0,
-    ) -> None:  # fmt: skip
+        self,
+        model_dir: str | os.PathLike[str] | None = None,
+        device: str = "auto",
+        threads: int | None = None,
+        batch: int = 4,
+        segment_seconds: float = 48.0,
+    ) -> None:
         if model_dir is None:
             model_dir = folder_of(KIND)
         self.model = TeacherModel(model_dir, device, threads)
@@ -235,11 +247,17 @@ class TeacherSeparator:
         return self.model.sample_rate
 
     def separate(
-        self, audio: np.ndarray | str | os.PathLike[str], rate: int | None = None, *,
-        stems: Sequence[str] = STEMS, mode: Mode = "aligned", seed: int | None = None,
-        progress: FractionProgress | None = None, cancel: Cancel | None = None,
+        self,
+        audio: np.ndarray | str | os.PathLike[str],
+        rate: int | None = None,
+        *,
+        stems: Sequence[str] = STEMS,
+        mode: Mode = "aligned",
+        seed: int | None = None,
+        progress: FractionProgress | None = None,
+        cancel: Cancel | None = None,
         confidence: bool = False,
-    ) -> Stems:  # fmt: skip
+    ) -> Stems:
         """Split ``audio`` ``[C, N]`` at ``rate`` (or a file path) into ``stems`` in memory.
 
         ``seed`` changes nothing (the teacher is deterministic); ``progress(fraction)`` reports
@@ -254,22 +272,36 @@ class TeacherSeparator:
         if rate is None:
             raise StemtokError("give the sample rate of the audio")
         a = _check_audio(audio, int(rate))
-        blocks = self.stream(ArraySource(a, int(rate)), stems=chosen, mode=mode, seed=seed,
-                             progress=progress, cancel=cancel)  # fmt: skip
+        blocks = self.stream(
+            ArraySource(a, int(rate)),
+            stems=chosen,
+            mode=mode,
+            seed=seed,
+            progress=progress,
+            cancel=cancel,
+        )
         out = collect(blocks, np.empty((len(chosen), *a.shape), np.float32))
         return Stems({name: out[i] for i, name in enumerate(chosen)}, int(rate))
 
     def stream(
-        self, source: Source, *, stems: Sequence[str] = STEMS, mode: Mode = "aligned",
-        seed: int | None = None, progress: FractionProgress | None = None,
-        cancel: Cancel | None = None, on_entropy: Callable[..., None] | None = None,
-    ) -> Iterator[np.ndarray]:  # fmt: skip
+        self,
+        source: Source,
+        *,
+        stems: Sequence[str] = STEMS,
+        mode: Mode = "aligned",
+        seed: int | None = None,
+        progress: FractionProgress | None = None,
+        cancel: Cancel | None = None,
+        on_entropy: Callable[..., None] | None = None,
+    ) -> Iterator[np.ndarray]:
         """Separate ``source`` segment by segment, yielding finished blocks ``[S, C, n]`` (the
         chosen stems in :data:`STEMS` order) that together cover the song in order.
         ``on_entropy`` is never called (no tokens)."""
         if mode != "aligned":
-            raise StemtokError(f"the teacher has no {mode!r} mode: it is a discriminative "
-                               "separator (use --mode aligned)")  # fmt: skip
+            raise StemtokError(
+                f"the teacher has no {mode!r} mode: it is a discriminative "
+                "separator (use --mode aligned)"
+            )
         del seed, on_entropy  # deterministic; no tokens
         chosen = _check_stems(stems)
         keep = [STEMS.index(n) for n in chosen]
