@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from engine.constants import MODEL_RATE
 from engine.errors import StemtokError
 from engine.models.codec import Codec, load_codec
 from engine.models.lm import SeparationLM, load_lm
@@ -46,7 +47,7 @@ def _mono_48k(path: Path | None) -> np.ndarray | None:
     from engine.audio import read_audio, resample
 
     audio, rate = read_audio(path)
-    return resample(audio.mean(axis=0, keepdims=True), rate, 48000)[0]
+    return resample(audio.mean(axis=0, keepdims=True), rate, MODEL_RATE)[0]
 
 
 def export_model(

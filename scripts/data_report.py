@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from engine.audio import read_audio
-from engine.constants import STEMS
+from engine.constants import MODEL_RATE, STEMS
 from engine.data import pitch, songwriter, stats, vad
 
-RATE = 48_000
+RATE = MODEL_RATE  # the factory renders at the model's rate
 
 
 def _voiced_ratio(x: np.ndarray) -> float:

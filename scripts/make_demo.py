@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from engine.audio import write_audio
+from engine.constants import MODEL_RATE
 from engine.data import pipeline
 from engine.data.song import SongSpec
 
@@ -21,7 +22,7 @@ def render_demo(seed: int) -> tuple[SongSpec, pipeline.RenderedSong]:
     """The demo song of ``seed`` and its render, with its true stems (the same samples every
     time: generator version 1)."""
     spec = pipeline.procedural_song(seed, 20.0, 26.0, version="1")
-    return spec, pipeline.render_song(spec, rate=48000, seed=seed, backend="full", version="1")
+    return spec, pipeline.render_song(spec, rate=MODEL_RATE, seed=seed, backend="full", version="1")
 
 
 def main() -> None:
@@ -32,7 +33,9 @@ def main() -> None:
     args = ap.parse_args()
     spec, song = render_demo(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
-    write_audio(args.out / "demo.flac", song.mixture, 48000, bit_depth=16, overwrite=args.overwrite)
+    write_audio(
+        args.out / "demo.flac", song.mixture, MODEL_RATE, bit_depth=16, overwrite=args.overwrite
+    )
     meta = {
         "title": "stemtok demo",
         "made_by": "scripts/make_demo.py (stemtok data factory, full backend)",

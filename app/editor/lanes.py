@@ -16,6 +16,7 @@ from PyQt6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEven
 from PyQt6.QtWidgets import QSizePolicy, QWidget
 
 from app.editor.peaks import Peaks
+from engine.constants import MODEL_RATE
 
 RULER_H = 26
 CONF_H = 6
@@ -116,7 +117,7 @@ class LaneCanvas(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.lanes: list[Lane] = []
-        self.rate, self.frames = 48000, 0
+        self.rate, self.frames = MODEL_RATE, 0
         self.start, self.spp = 0.0, 1000.0
         self.playhead = 0.0  # seconds
         self.selection: tuple[float, float] | None = None

@@ -24,7 +24,7 @@ from app.editor.player import Player
 from app.editor.reroll import Take, blend
 from app.editor.worker import Task
 from engine.audio import probe, read_audio
-from engine.constants import STEMS
+from engine.constants import MODEL_RATE, STEMS
 from engine.errors import StemtokError
 
 MAX_RECENT = 10
@@ -104,7 +104,7 @@ class Session(QObject):
         self.source: Path | None = None
         self.source_missing = False
         self.mixture = np.zeros((1, 0), np.float32)
-        self.rate, self.sample_format = 48000, "float32"
+        self.rate, self.sample_format = MODEL_RATE, "float32"
         self.bank = np.zeros((len(STEMS), 1, 0), np.float32)  # (S, C, N), what the mixer reads
         self.confidence: dict[str, np.ndarray] = {}
         self.confidence_rate = 0.0

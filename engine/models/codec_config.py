@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from engine.atomic import write_text
+from engine.constants import MODEL_RATE
 from engine.errors import StemtokError
 
 SCHEMA = 1
@@ -57,7 +58,7 @@ class CodecConfig:
 
     name: str = "small"
     schema: int = SCHEMA
-    sample_rate: int = 48_000
+    sample_rate: int = MODEL_RATE
     n_fft: int = 2048
     stft_hop: int = 480
     frame_hop: int = 3840

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.constants import MODEL_RATE
 from engine.models import codec_dsp
 
 RESOLUTIONS: tuple[tuple[int, int], ...] = ((2048, 512), (1024, 256), (512, 128))
@@ -32,7 +33,7 @@ def magnitude(spec: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def reference_spectra(ref: torch.Tensor, rate: int = 48_000) -> list[torch.Tensor]:
+def reference_spectra(ref: torch.Tensor, rate: int = MODEL_RATE) -> list[torch.Tensor]:
     """Log-magnitudes (and, for the 2048 resolution, the log-mel) of the reference, computed
     once per batch and shared by every loss that compares against it."""
     out = []
@@ -45,7 +46,7 @@ def reference_spectra(ref: torch.Tensor, rate: int = 48_000) -> list[torch.Tenso
 
 
 def spectral_loss(
-    est: torch.Tensor, ref: torch.Tensor | list[torch.Tensor], rate: int = 48_000
+    est: torch.Tensor, ref: torch.Tensor | list[torch.Tensor], rate: int = MODEL_RATE
 ) -> torch.Tensor:
     """Multi-resolution STFT + log-mel L1 between ``[B, N]`` waveforms (a scalar).
 
@@ -98,7 +99,7 @@ def semantic_targets(wave: torch.Tensor, stem: torch.Tensor, frame_hop: int) -> 
     centred = F.pad(wave[:, frame_hop // 2 :], (0, frame_hop // 2))
     power = codec_dsp.stft(centred, CHROMA_FFT, frame_hop).abs().pow(2)  # (B, F, T)
     chroma = torch.einsum(
-        "cf,bft->bct", _chroma_matrix(CHROMA_FFT, 48_000, str(wave.device)), power
+        "cf,bft->bct", _chroma_matrix(CHROMA_FFT, MODEL_RATE, str(wave.device)), power
     )
     chroma = chroma / (chroma.amax(dim=1, keepdim=True) + 1e-8)
     mel = codec_dsp.log_mel(wave)  # (B, 120, 4T)
