@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import math
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from pedalboard.io import AudioFile
 
 from engine import wavheader
+from engine.atomic import atomic_path
 from engine.constants import MAX_RATE, MIN_RATE
 from engine.errors import AudioError
 
@@ -421,24 +421,9 @@ def write_audio(
     a = as_channels_first(audio)
     depth = _normalise_depth(fmt, bit_depth)
     _check_writable(a, rate, depth, p)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{p.stem}.", suffix=p.suffix, dir=p.parent)
-    os.close(fd)
-    try:
-        _write_file(Path(tmp_name), a, rate, fmt, depth, mp3_quality)
-        os.chmod(tmp_name, p.stat().st_mode & 0o7777 if p.exists() else _new_file_mode())
-        os.replace(tmp_name, p)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_path(p) as tmp:
+        _write_file(tmp, a, rate, fmt, depth, mp3_quality)
     return p
-
-
-def _new_file_mode() -> int:
-    """The mode a plainly created file gets (0o666 less the umask); mkstemp makes 0o600."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
 
 
 def _check_writable(a: np.ndarray, rate: int, depth: str, p: Path) -> None:

@@ -27,18 +27,11 @@ from typing import Any
 
 import numpy as np
 
-from engine.constants import STEMS
+from engine.constants import MODEL_RATE, STEMS
 from engine.data import vad
 from engine.data.musdb import list_tracks
+from engine.dsp import si_sdr
 from engine.runtime.teacher import TeacherSeparator
-
-
-def si_sdr(est: np.ndarray, ref: np.ndarray) -> float:
-    """SI-SDR in dB of ``[C, N]`` signals, the channels one after the other (zero-mean)."""
-    e, r = est.reshape(-1).astype(np.float64), ref.reshape(-1).astype(np.float64)
-    e, r = e - e.mean(), r - r.mean()
-    target = (e @ r) / (r @ r + 1e-12) * r
-    return float(10 * np.log10((target @ target + 1e-12) / ((e - target) @ (e - target) + 1e-12)))
 
 
 def cpu_hours(row: dict[str, Any]) -> float:
@@ -133,8 +126,8 @@ def windows(
     runs = [(w, c, 0) for c in weightings for w in (3.0, 6.0, 12.0)]
     runs += [(3.0, "equal", k) for k in wiener if k > 0]
     for win_s, weighting, rounds in runs:
-        sep.model.window = round(win_s * 48000 / hop) * hop
-        sep.model.overlap = min(48000, sep.model.window // 4)
+        sep.model.window = round(win_s * MODEL_RATE / hop) * hop
+        sep.model.overlap = min(MODEL_RATE, sep.model.window // 4)
         sep.model.consistency = weighting
         sep.model.wiener_iterations = rounds
         scores: dict[str, list[float]] = {s: [] for s in STEMS}
@@ -144,7 +137,8 @@ def windows(
             est = sep.separate(audio.mixture, audio.rate)
             for s in STEMS:
                 if float(np.sqrt(np.mean(audio.stems[s] ** 2))) > 1e-3:
-                    scores[s].append(si_sdr(est[s], audio.stems[s]))
+                    ref = audio.stems[s].reshape(1, -1)  # the channels one after the other
+                    scores[s].append(si_sdr(ref, est[s].reshape(1, -1), zero_mean=True, eps=1e-12))
         per = {s: round(float(np.mean(v)), 2) for s, v in scores.items() if v}
         per["avg"] = round(float(np.mean(list(per.values()))), 2)
         key = f"{win_s:g}s, {weighting}, wiener {rounds}"
