@@ -235,7 +235,7 @@ def test_tiny_model_overfits_one_song(tmp_path: Path) -> None:
     )
     cfg = dataclasses.replace(TINY, dim=64, n_heads=4, ff_dim=128)
     tcfg = TrainConfig(lr=3e-3, warmup_steps=10, decay_half_life=10**6, batch_size=2)
-    trainer = LMTrainer(cfg, tcfg, tok, torch.device("cpu"))
+    trainer = LMTrainer(cfg, tcfg, tok, torch.device("cpu"), tmp_path / "run")
     for _ in range(150):
         trainer.train_step()
     rec = trainer.evaluate(trainer.train_bank)
@@ -269,7 +269,7 @@ def test_parallel_and_frozen_variants_train(tmp_path: Path) -> None:
     )
     tcfg = TrainConfig(warmup_steps=1, batch_size=2)
     for key in ("a1", "a3"):
-        trainer = LMTrainer(TINY.ablation(key), tcfg, tok, torch.device("cpu"))
+        trainer = LMTrainer(TINY.ablation(key), tcfg, tok, torch.device("cpu"), tmp_path / key)
         frozen = [p.clone() for p in trainer.model.encoder.parameters()]
         rec = trainer.train_step()
         assert np.isfinite(rec["loss"])

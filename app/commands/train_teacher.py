@@ -96,7 +96,8 @@ def run(args: argparse.Namespace) -> int:
     for data in args.data:
         prepare_run(args, data, "data")
     from engine.models.roformer import TeacherConfig
-    from engine.training.teacher import TeacherTrainConfig, train_teacher, with_overrides
+    from engine.training.common import with_overrides
+    from engine.training.teacher import TeacherTrainConfig, train_teacher
 
     tcfg = with_overrides(
         TeacherTrainConfig(),

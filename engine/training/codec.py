@@ -17,16 +17,16 @@ wall-clock budget, and end by writing ``OUT/codec.pt`` + ``OUT/codec_config.json
 
 from __future__ import annotations
 
-import json
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 import torch
 
+from engine.constants import MODEL_RATE
 from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.codec import Codec, save_codec
@@ -76,7 +76,7 @@ class CodecTrainConfig:
 
     @property
     def segment(self) -> int:
-        return round(self.segment_seconds * 48_000)
+        return round(self.segment_seconds * MODEL_RATE)
 
 
 def to_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -153,7 +153,7 @@ def _usage_record(codec: Codec, codes: torch.Tensor) -> dict[str, Any]:
     }
 
 
-class CodecTrainer:
+class CodecTrainer(common.Trainer):
     """Holds the model, optimiser, data and counters of one run folder."""
 
     def __init__(
@@ -165,7 +165,11 @@ class CodecTrainer:
         device: torch.device,
         log: common.RunLog,
     ):
-        self.cfg, self.tcfg, self.out, self.device, self.log = cfg, tcfg, out, device, log
+        super().__init__()
+        self.cfg, self.tcfg, self.out, self.device = cfg, tcfg, out, device
+        self.log_every, self.eval_every = tcfg.log_every, tcfg.eval_every
+        self.checkpoint_minutes = tcfg.checkpoint_minutes
+        self.refresh_minutes = tcfg.refresh_minutes
         common.seed_everything(tcfg.seed)
         self.np_rng = np.random.default_rng(tcfg.seed)
         self.gen = torch.Generator().manual_seed(tcfg.seed)
@@ -176,18 +180,16 @@ class CodecTrainer:
             betas=(tcfg.betas1, tcfg.betas2),
             weight_decay=tcfg.weight_decay,
         )
-        self.step, self.elapsed = 0, 0.0
         bank = StemBank(data, _train_split(data), out / "cache")
         log.line(f"data: {len(bank.songs)} training songs, {bank.seconds / 60:.1f} min")
         self.bank = bank
         self.sampler = CropSampler(bank, tcfg.segment, self.np_rng)
         self.valid = _valid_batch(data, out, tcfg.segment)
+        self.schedule = common.Schedule("cosine", tcfg.warmup, tcfg.final_lr_ratio)
 
     def state(self) -> dict[str, Any]:
         rng = common.rng_state(self.np_rng) | {"gen": self.gen.get_state()}
         return {
-            "step": self.step,
-            "elapsed_s": self.elapsed,
             "model": self.codec.state_dict(),
             "optimizer": self.opt.state_dict(),
             "rng": rng,
@@ -206,16 +208,12 @@ class CodecTrainer:
         self.opt.load_state_dict(state["optimizer"])
         common.restore_rng(state["rng"], self.np_rng)
         self.gen.set_state(state["rng"]["gen"])
-        self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
+        self.restore_counters(state)
 
     def train_step(self, budget: common.Budget) -> dict[str, Any]:
         t0 = time.perf_counter()
-        lr = self.tcfg.lr * common.lr_factor(
-            self.step,
-            budget.progress(self.step, self.elapsed),
-            self.tcfg.warmup,
-            self.tcfg.final_lr_ratio,
-        )
+        progress = budget.progress(self.step, self.elapsed)
+        lr = self.tcfg.lr * self.schedule.factor(self.step, progress)
         for group in self.opt.param_groups:
             group["lr"] = lr
         batch = self.sampler.batch(self.tcfg.batch_size)
@@ -232,19 +230,21 @@ class CodecTrainer:
             rec |= _usage_record(self.codec, codes)
         return rec
 
+    def step_line(self, rec: dict[str, Any]) -> str:
+        return _summary_line(rec)
+
+    def validate(self) -> dict[str, Any] | None:
+        return None if self.valid is None else evaluate(self.codec, self.valid)
+
+    def save_model(self, folder: Path) -> None:
+        save_codec(self.codec, folder)
+
     def refresh_data(self) -> int:
         """Pick up training songs rendered since the run started."""
         added = self.bank.refresh()
         if added:
             self.sampler.reweight()
-            self.log.line(
-                f"data: +{added} songs, now {len(self.bank.songs)} "
-                f"({self.bank.seconds / 60:.1f} min)"
-            )
         return added
-
-    def checkpoint(self) -> Path:
-        return common.save_checkpoint(self.out, self.state())
 
 
 def _train_split(data: Path) -> str | None:
@@ -258,12 +258,12 @@ def _valid_batch(data: Path, out: Path, n: int) -> Batch | None:
     return None
 
 
-def _summary_line(rec: dict[str, Any], elapsed: float) -> str:
+def _summary_line(rec: dict[str, Any]) -> str:
     use_a = min(rec.get("usage_acoustic", [1.0]))
     use_s = min(rec.get("usage_semantic", [1.0]))
     sem = sum(v for k, v in rec.items() if k.startswith("sem_"))
     return (
-        f"step {rec['step']} {elapsed / 60:.1f} min  loss {rec['loss']:.3f}  "
+        f"step {rec['step']}  loss {rec['loss']:.3f}  "
         f"spectral {rec['spectral']:.3f}  commit {rec['commit']:.3f}  semantic {sem:.3f}  "
         f"aligned {rec['aligned']:.3f} snr {-rec['aligned_snr']:.1f} dB  "
         f"min level use a/s {use_a:.2f}/{use_s:.2f}  lr {rec['lr']:.2e}"
@@ -299,45 +299,7 @@ def train_codec(
     budget = common.Budget(tcfg.max_steps, tcfg.minutes)
     common.stop_on_sigterm()
     try:
-        rec = _loop(trainer, budget, log, progress)
+        rec = common.run(trainer, budget, log, progress)
     finally:
         log.close()
     return rec
-
-
-def _loop(
-    trainer: CodecTrainer, budget: common.Budget, log: common.RunLog, progress: bool
-) -> dict[str, Any]:
-    tcfg = trainer.tcfg
-    bar = common.Progress(tcfg.max_steps, trainer.step, progress)
-    last_ckpt = last_refresh = time.monotonic()
-    rec: dict[str, Any] = {"step": trainer.step}
-    try:
-        while not budget.done(trainer.step, trainer.elapsed):
-            rec = trainer.train_step(budget)
-            bar.update(1, loss=rec["loss"])
-            if trainer.step % tcfg.log_every == 0:
-                log.metrics(rec | {"elapsed_s": trainer.elapsed})
-                log.line(_summary_line(rec, trainer.elapsed))
-            if trainer.valid is not None and trainer.step % tcfg.eval_every == 0:
-                ev = evaluate(trainer.codec, trainer.valid)
-                log.metrics({"step": trainer.step, "valid": ev})
-                log.line(f"valid step {trainer.step}: {json.dumps(ev)}")
-            if time.monotonic() - last_ckpt > 60 * tcfg.checkpoint_minutes:
-                log.line(f"checkpoint {trainer.checkpoint().name}")
-                last_ckpt = time.monotonic()
-            if time.monotonic() - last_refresh > 60 * tcfg.refresh_minutes:
-                trainer.refresh_data()
-                last_refresh = time.monotonic()
-    finally:
-        bar.close()
-        if trainer.step > 0:
-            trainer.checkpoint()
-            save_codec(trainer.codec, trainer.out)
-            log.line(f"saved step {trainer.step} ({trainer.elapsed / 60:.1f} min of training)")
-    return rec
-
-
-def with_overrides(tcfg: CodecTrainConfig, **kw: Any) -> CodecTrainConfig:
-    """``tcfg`` with the non-``None`` values of ``kw``."""
-    return replace(tcfg, **{k: v for k, v in kw.items() if v is not None})

@@ -14,8 +14,8 @@ resumed sessions), ``model`` (state_dict), ``optimizer``, ``rng`` (see :func:`rn
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import math
 import os
 import random
 import signal
@@ -24,15 +24,26 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeVar
 
 import numpy as np
 import torch
 
 from engine.errors import StemtokError
+from engine.training.schedule import Schedule, lr_factor
+
+__all__ = ["Schedule", "lr_factor"]
 
 CHECKPOINT_DIR = "checkpoints"
+ConfigT = TypeVar("ConfigT")
 KEEP_CHECKPOINTS = 2
+
+
+def with_overrides(cfg: ConfigT, **kw: Any) -> ConfigT:
+    """``cfg`` (a frozen dataclass) with the values of ``kw`` that are not ``None`` (options a
+    user left out keep the config's)."""
+    changes = {k: v for k, v in kw.items() if v is not None}
+    return dataclasses.replace(cfg, **changes)  # type: ignore[type-var]
 
 
 def select_device(name: str = "auto") -> torch.device:
@@ -105,48 +116,6 @@ def load_checkpoint(path: Path, device: torch.device | str = "cpu") -> dict[str,
     except (OSError, RuntimeError, EOFError) as exc:
         raise StemtokError(f"{path}: cannot read the checkpoint ({exc})") from exc
     return state
-
-
-def lr_factor(step: int, progress: float, warmup: int, final_ratio: float) -> float:
-    """Linear warm-up over ``warmup`` steps, then cosine from 1 to ``final_ratio``.
-
-    ``progress`` in [0, 1] is how far the run is (the larger of steps done / max steps and time
-    spent / time budget), so a run limited by ``--minutes`` still anneals.
-    """
-    if step < warmup:
-        return (step + 1) / warmup
-    p = min(max(progress, 0.0), 1.0)
-    return final_ratio + (1 - final_ratio) * 0.5 * (1 + math.cos(math.pi * p))
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """The learning-rate factor of every step.
-
-    ``cosine``: linear warm-up over ``warmup`` steps, then one cosine from 1 to ``final_ratio``
-    over the run's budget (:func:`lr_factor`). ``restarts``: the same warm-up, then cosine cycles
-    of ``cycle_steps`` steps from the cycle's peak down to ``final_ratio``, each peak
-    ``cycle_decay`` times the one before (never below ``final_ratio``): the schedule depends on
-    the step only, so a run can be resumed and extended for as long as it keeps improving.
-    """
-
-    kind: str = "cosine"
-    warmup: int = 100
-    final_ratio: float = 0.05
-    cycle_steps: int = 4000
-    cycle_decay: float = 0.7
-
-    def __post_init__(self) -> None:
-        if self.kind not in ("cosine", "restarts"):
-            raise StemtokError(f"unknown learning-rate schedule '{self.kind}'")
-
-    def factor(self, step: int, progress: float) -> float:
-        if self.kind == "cosine" or step < self.warmup:
-            return lr_factor(step, progress, self.warmup, self.final_ratio)
-        cycle, pos = divmod(step - self.warmup, self.cycle_steps)
-        peak = max(self.cycle_decay**cycle, self.final_ratio)
-        cos = 0.5 * (1 + math.cos(math.pi * pos / self.cycle_steps))
-        return self.final_ratio + (peak - self.final_ratio) * cos
 
 
 @dataclass

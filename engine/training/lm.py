@@ -190,11 +190,16 @@ def allowed_classes(cfg: LMConfig, device: torch.device) -> Tensor:
 
 
 # --------------------------------------------------------------------------- trainer
-class LMTrainer:
+class LMTrainer(common.Trainer):
     """Model, optimiser and data of one run; :meth:`train_step` does one optimiser step."""
 
-    def __init__(self, cfg: LMConfig, tcfg: TrainConfig, tokdir: Path, device: torch.device):
-        self.cfg, self.tcfg, self.device = cfg, tcfg, device
+    def __init__(
+        self, cfg: LMConfig, tcfg: TrainConfig, tokdir: Path, device: torch.device, out: Path
+    ):
+        super().__init__()
+        self.cfg, self.tcfg, self.device, self.out = cfg, tcfg, device, out
+        self.log_every, self.eval_every = tcfg.log_every, tcfg.eval_every
+        self.checkpoint_minutes = tcfg.checkpoint_minutes
         self.train_bank = TokenBank(tokdir, "train", cfg.n_frames)
         if not len(self.train_bank):
             raise StemtokError(f"{tokdir}/train: no token files of at least {cfg.n_frames} frames")
@@ -204,11 +209,10 @@ class LMTrainer:
         self.optimizer = _adamw(self.model, tcfg)
         self.allowed = allowed_classes(cfg, device)
         self.weights = torch.tensor(cfg.loss_weights, device=device)
-        self.step, self.elapsed_s = 0, 0.0
 
     def state(self) -> dict[str, Any]:
         return {
-            "step": self.step, "elapsed_s": self.elapsed_s, "model": self.model.state_dict(),
+            "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(), "lm_config": self.cfg.to_json(),
             "train_config": self.tcfg.to_json(), "rng": {"torch": torch.get_rng_state()},
         }  # fmt: skip
@@ -219,7 +223,7 @@ class LMTrainer:
             raise StemtokError(f"{path}: the checkpoint is of another LM config (use --fresh)")
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
-        self.step, self.elapsed_s = int(state["step"]), float(state["elapsed_s"])
+        self.restore_counters(state)
         torch.set_rng_state(state["rng"]["torch"])
 
     def losses(self, batch: Batch) -> LossParts:
@@ -228,7 +232,7 @@ class LMTrainer:
         return lm_loss(logits, batch.targets, self.allowed, self.weights,
                        self.cfg.label_smoothing)  # fmt: skip
 
-    def train_step(self) -> dict[str, Any]:
+    def train_step(self, budget: common.Budget | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         rng = np.random.default_rng([self.tcfg.seed, self.step])  # resumable without state
         batch = make_batch(self.cfg, self.train_bank.sample(rng, self.tcfg.batch_size), self.device)
@@ -242,7 +246,7 @@ class LMTrainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)
         self.optimizer.step()
         self.step += 1
-        self.elapsed_s += time.perf_counter() - t0
+        self.elapsed += time.perf_counter() - t0
         return _record(self.step, parts, lr=lr, grad_norm=float(norm))
 
     @torch.no_grad()
@@ -262,6 +266,22 @@ class LMTrainer:
         mean = LossParts(*(torch.stack([getattr(p, f) for p in parts]).mean(0)
                            for f in ("loss", "level_loss", "level_acc")))  # fmt: skip
         return _record(self.step, mean, split="valid")
+
+    def validate(self) -> dict[str, Any] | None:
+        ev = self.evaluate(self.valid_bank)
+        return None if ev is None else ev | {"score": -ev["loss"]}
+
+    def step_line(self, rec: dict[str, Any]) -> str:
+        acc = " ".join(f"{a:.2f}" for a in rec["level_acc"])
+        return f"step {rec['step']} loss {rec['loss']:.3f} lr {rec['lr']:.2e} acc/level [{acc}]"
+
+    def valid_line(self, rec: dict[str, Any]) -> str:
+        acc = " ".join(f"{a:.2f}" for a in rec["level_acc"])
+        return f"valid at step {rec['step']}: loss {rec['loss']:.3f} acc/level [{acc}]"
+
+    def save_model(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        save_lm(self.model, folder / "lm.pt")
 
 
 def _adamw(model: SeparationLM, tcfg: TrainConfig) -> torch.optim.AdamW:
@@ -311,7 +331,7 @@ def train_lm(
     dev = common.select_device(device)
     log = common.RunLog(out, echo)
     try:
-        trainer = LMTrainer(cfg, tcfg, tokdir, dev)
+        trainer = LMTrainer(cfg, tcfg, tokdir, dev, out)
         ckpt = common.latest_checkpoint(out) if resume else None
         if ckpt is not None:
             trainer.restore(ckpt)
@@ -320,7 +340,17 @@ def train_lm(
         common.write_json(out / "lm_train_config.json", tcfg.to_json())
         log.line(_intro(trainer, dev))
         budget = common.Budget(max_steps or 10**9, minutes)
-        return _loop(trainer, budget, log, out, progress)
+        common.stop_on_sigterm()
+        common.run(trainer, budget, log, progress)
+        final = trainer.evaluate(trainer.valid_bank) or {"step": trainer.step}
+        if "loss" in final:
+            log.metrics(final)
+            log.line(trainer.valid_line(final))
+        common.write_json(out / "eval.json", {**final, "elapsed_s": round(trainer.elapsed, 1)})
+        log.line(
+            f"done at step {trainer.step} after {trainer.elapsed / 60:.1f} min: {out / 'lm.pt'}"
+        )
+        return final
     finally:
         log.close()
 
@@ -331,51 +361,6 @@ def _intro(trainer: LMTrainer, dev: torch.device) -> str:
             f"({count_parameters(trainer.model, True) / 1e6:.2f} M trained), K={cfg.n_levels} "
             f"V={cfg.codebook_size}, {len(bank)} train files ({bank.frames} frames), "
             f"{len(trainer.valid_bank)} valid files")  # fmt: skip
-
-
-def _loop(
-    trainer: LMTrainer, budget: common.Budget, log: common.RunLog, out: Path, progress: bool
-) -> dict[str, Any]:
-    tcfg = trainer.tcfg
-    bar = common.Progress(budget.max_steps if budget.max_steps < 10**9 else 0, trainer.step,
-                          progress)  # fmt: skip
-    last_ckpt = time.monotonic()
-    try:
-        while not budget.done(trainer.step, trainer.elapsed_s):
-            rec = trainer.train_step()
-            bar.update(1, loss=rec["loss"], acc0=rec["level_acc"][0])
-            if trainer.step % tcfg.log_every == 0:
-                _log_step(log, rec, trainer.elapsed_s)
-            if trainer.step % tcfg.eval_every == 0:
-                _log_eval(log, trainer.evaluate(trainer.valid_bank))
-            if time.monotonic() - last_ckpt > 60 * tcfg.checkpoint_minutes:
-                common.save_checkpoint(out, trainer.state())
-                last_ckpt = time.monotonic()
-    finally:
-        bar.close()
-        if trainer.step:
-            common.save_checkpoint(out, trainer.state())
-    final = trainer.evaluate(trainer.valid_bank) or {"step": trainer.step}
-    _log_eval(log, final if "loss" in final else None)
-    save_lm(trainer.model, out / "lm.pt")
-    common.write_json(out / "eval.json", {**final, "elapsed_s": round(trainer.elapsed_s, 1)})
-    log.line(f"done at step {trainer.step} after {trainer.elapsed_s / 60:.1f} min: {out / 'lm.pt'}")
-    return final
-
-
-def _log_step(log: common.RunLog, rec: dict[str, Any], elapsed: float) -> None:
-    log.metrics({**rec, "elapsed_s": round(elapsed, 1)})
-    acc = " ".join(f"{a:.2f}" for a in rec["level_acc"])
-    log.line(f"step {rec['step']} loss {rec['loss']:.3f} lr {rec['lr']:.2e} acc/level [{acc}] "
-             f"({elapsed / 60:.1f} min)")  # fmt: skip
-
-
-def _log_eval(log: common.RunLog, rec: dict[str, Any] | None) -> None:
-    if rec is None:
-        return
-    log.metrics(rec)
-    acc = " ".join(f"{a:.2f}" for a in rec["level_acc"])
-    log.line(f"valid at step {rec['step']}: loss {rec['loss']:.3f} acc/level [{acc}]")
 
 
 # --------------------------------------------------------------------------- synthetic tokens
