@@ -4,7 +4,9 @@ Folder layout (what :mod:`engine.runtime.teacher` reads)::
 
     teacher.onnx        mixture STFT (re, im) of the model's M channels "mix_spec" [B, 2M, F, T]
                         -> complex masks "masks" [B, 4, 2M, F, T]; float32, opset 17, B and T
-                        dynamic (M = 2 for a stereo teacher, 1 for a mono one)
+                        dynamic (M = 2 for a stereo teacher, 1 for a mono one); with
+                        ``weights="float16"`` its weights are stored as float16 and cast to
+                        float32 at the top of the graph (:mod:`export.half_weights`)
     model_config.json   "kind": "teacher", schema, the teacher's sizes, STFT and rate, the
                         inference window, the mixture-consistency weighting and the rounds of
                         the multichannel Wiener filter the runtime applies after the masks
@@ -50,6 +52,7 @@ from engine.models.roformer import (
 )
 from engine.runtime.teacher import GRAPH_FILE, KIND, WEIGHTINGS, TeacherModel
 from engine.training.teacher import separate_batch
+from export.half_weights import cast_initialisers, round_to_float16, store_float16
 from export.onnx_export import OPSET, SCHEMA, move_into_place, sha256, write_config
 
 Echo = Callable[[str], None]
@@ -64,6 +67,7 @@ WIENER_ITERATIONS = 0
 MASK_TOL = 1e-3
 STEM_ABS_TOL = 1e-3
 SNR_MIN_DB = 60.0
+WEIGHT_TYPES = ("float32", "float16")  # how teacher.onnx stores its weights
 
 
 def _stderr(line: str) -> None:
@@ -105,7 +109,8 @@ def from_graph(folder: Path) -> BandSplitRoformer:
     Parameters that kept their names are initialisers of the same name; every ``nn.Linear``
     weight was folded into a ``MatMul`` (transposed) whose node name is the module's scope, e.g.
     ``/layers.0.0/ff/ff.1/MatMul`` for ``layers.0.0.ff.1`` (a child's scope repeats its parent's
-    name: ``ff`` then ``ff.1``).
+    name: ``ff`` then ``ff.1``). Equal weights (a fresh model's norms) are kept once, the others
+    as ``Identity`` nodes of it; float16 weights sit behind a ``Cast``.
     """
     import onnx
     from onnx import numpy_helper
@@ -116,6 +121,10 @@ def from_graph(folder: Path) -> BandSplitRoformer:
     model = BandSplitRoformer(TeacherConfig.from_dict(meta["teacher"]))
     graph = onnx.load(str(folder / GRAPH_FILE)).graph
     inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    inits |= cast_initialisers(graph)
+    for node in graph.node:
+        if node.op_type == "Identity" and node.input[0] in inits:
+            inits[node.output[0]] = inits[node.input[0]]
     wanted = model.state_dict()
     state = {k: inits[k] for k in wanted if k in inits}
     for node in graph.node:
@@ -350,25 +359,38 @@ def export_teacher(
     overlap_s: float = OVERLAP_S,
     consistency: str = CONSISTENCY,
     wiener_iterations: int = WIENER_ITERATIONS,
+    weights: str = "float32",
     echo: Echo = _stderr,
 ) -> dict[str, Any]:
-    """Export, check parity, and move the folder to ``out``; returns ``model_config.json``."""
+    """Export, check parity, and move the folder to ``out``; returns ``model_config.json``.
+
+    ``weights="float16"`` rounds the model's weights to float16 and stores them so (half the
+    file; onnxruntime still computes in float32); parity is then checked against the rounded
+    torch model, as tightly as for float32.
+    """
     if out.exists() and not overwrite:
         raise StemtokError(f"{out}: already exists (pass --overwrite to replace it)")
     if not 0 <= overlap_s < window_s:
         raise StemtokError("the inference overlap must lie in [0, window)")
     if consistency not in WEIGHTINGS:
         raise StemtokError(f"unknown mixture consistency {consistency!r} ({', '.join(WEIGHTINGS)})")
+    if weights not in WEIGHT_TYPES:
+        raise StemtokError(f"unknown weight type {weights!r} ({', '.join(WEIGHT_TYPES)})")
     model, info = load_source(source)
+    if weights == "float16":
+        round_to_float16(model)
     tmp = out.parent / f".{out.name}.export"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
         t0 = time.perf_counter()
         export_graph(model, tmp / GRAPH_FILE)
+        if weights == "float16":
+            store_float16(tmp / GRAPH_FILE)
         config = model_config(
             model, tmp, window_s, overlap_s, out.name, consistency, wiener_iterations
         )
+        config["graph"]["weights"] = weights
         write_config(tmp, config)
         echo(f"exported {GRAPH_FILE} in {time.perf_counter() - t0:.1f} s; checking parity")
         channels = model.cfg.channels

@@ -65,6 +65,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="teacher only: rounds of the multichannel Wiener filter the folder asks the runtime "
         "for (default: the choice in docs/teacher-report.md; 0 turns it off)",
     )
+    p.add_argument(
+        "--weights",
+        choices=("float32", "float16"),
+        default="float32",
+        help="teacher only: how teacher.onnx stores its weights; float16 halves the file and "
+        "onnxruntime still computes in float32 (parity is checked against the rounded weights)",
+    )
     p.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     p.add_argument("--overwrite", action="store_true", help="replace OUT if it exists")
     p.set_defaults(func=run)
@@ -120,6 +127,7 @@ def _run_teacher(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         parity_audio=args.parity_audio,
         wiener_iterations=wiener,
+        weights=args.weights,
     )
     print(args.out)
     return 0
