@@ -49,6 +49,7 @@ from engine.models.roformer import (
 )
 from engine.training import common
 from engine.training.codec_data import StemBank
+from engine.training.prefetch import PrefetchCrops
 
 TRAIN_CONFIG_FILE = "teacher_train_config.json"
 MR_RESOLUTIONS: tuple[tuple[int, int], ...] = ((512, 128),)  # fine time; the model's own is 2048
@@ -82,6 +83,8 @@ class TeacherTrainConfig:
     valid_items: int = 16
     valid_seconds: float = 6.0
     seed: int = 0
+    precision: str = "float32"  # "bfloat16": losses under autocast (the masks back in float32)
+    workers: int = 0  # processes making batches ahead (engine.training.prefetch); 0: in-line
 
     @property
     def segment(self) -> int:
@@ -143,7 +146,7 @@ def separate_batch(model: BandSplitRoformer, mix: torch.Tensor) -> tuple[torch.T
     b, c, n = mix.shape
     spec = codec_dsp.stft(mix.reshape(b * c, n), cfg.n_fft, cfg.hop)
     spec = spec.view(b, c, *spec.shape[1:])
-    est = apply_masks(model(spec_input(spec)), spec)
+    est = apply_masks(model(spec_input(spec)).float(), spec)
     s, f, t = est.shape[1], est.shape[3], est.shape[4]
     wave = codec_dsp.istft(est.reshape(b * s * c, f, t), n, cfg.n_fft, cfg.hop)
     return wave.view(b, s, c, n), est
@@ -262,7 +265,18 @@ class TeacherTrainer(common.Trainer):
         split = "train" if all((d / "train").is_dir() for d in data) else None
         self.bank = StemBank(data, split, out / "cache", channels=cfg.channels)
         log.line(f"data: {len(self.bank.songs)} training songs, {self.bank.seconds / 60:.1f} min")
-        self.crops = SongCrops(self.bank, tcfg.segment, self.np_rng)
+        self.crops: SongCrops | PrefetchCrops = SongCrops(self.bank, tcfg.segment, self.np_rng)
+        if tcfg.workers > 0:
+            self.crops = PrefetchCrops(
+                self.bank,
+                tcfg.segment,
+                cfg.channels,
+                tcfg.batch_size,
+                tcfg.remix_prob,
+                tcfg.workers,
+                self.np_rng,
+                out / "cache",
+            )
         self.valid: np.ndarray | None = None
         if (data[0] / "valid").is_dir():
             vbank = StemBank(data[0], "valid", out / "cache", channels=cfg.channels)
@@ -294,14 +308,15 @@ class TeacherTrainer(common.Trainer):
         for group in self.opt.param_groups:
             group["lr"] = lr
         stems, mix = self.crops.batch(tc.batch_size, tc.remix_prob)
-        total, parts = losses(
-            self.model,
-            torch.from_numpy(stems).to(self.device),
-            torch.from_numpy(mix).to(self.device),
-            tc.compressed_weight,
-            tc.loss,
-            tc.sdr_weight,
-        )
+        with torch.autocast(self.device.type, torch.bfloat16, tc.precision == "bfloat16"):
+            total, parts = losses(
+                self.model,
+                torch.from_numpy(stems).to(self.device),
+                torch.from_numpy(mix).to(self.device),
+                tc.compressed_weight,
+                tc.loss,
+                tc.sdr_weight,
+            )
         self.opt.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
         grad = torch.nn.utils.clip_grad_norm_(self.model.parameters(), tc.grad_clip)
