@@ -292,3 +292,15 @@ def test_songs_added_while_training_are_picked_up(stem_set: Path, tmp_path: Path
     assert trainer.refresh_data() == 1 and trainer.refresh_data() == 0
     assert len(trainer.crops.weights) == 4
     log.close()
+
+
+def test_lossy_examples_keep_the_sum(stem_set: Path, tmp_path: Path) -> None:
+    from engine.training.codec_data import StemBank
+    from engine.training.teacher import SongCrops
+
+    bank = StemBank(stem_set, "train", tmp_path / "cache", channels=2)
+    crops = SongCrops(bank, 9600, np.random.default_rng(0))
+    stems, mix = crops.batch(2, remix_prob=0.0, mp3_prob=1.0)
+    np.testing.assert_allclose(stems.sum(axis=1), mix, atol=1e-5)
+    again = SongCrops(bank, 9600, np.random.default_rng(0)).batch(2, remix_prob=0.0)
+    assert not np.allclose(again[1], mix, atol=1e-4)  # the same crops, made lossy

@@ -73,6 +73,11 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
         "cosine: one cosine over --minutes / --max-steps",
     )
     p.add_argument("--cycle-steps", type=int, help="steps per learning-rate cycle (default 4000)")
+    p.add_argument(
+        "--mp3-prob",
+        type=float,
+        help="share of examples made lossy by an MP3 round trip (default 0)",
+    )
     p.add_argument("--batch-size", type=int, help="crops per step (default 4)")
     p.add_argument("--crop-seconds", type=float, help="crop length (default 3)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
@@ -110,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         compressed_weight=args.compressed_weight,
         schedule=args.schedule,
         cycle_steps=args.cycle_steps,
+        mp3_prob=args.mp3_prob,
     )
     cfg = replace(TeacherConfig.named(args.config), channels=args.channels)
     init = None

@@ -69,12 +69,13 @@ def _fill(
     paths: list[str],
     seed: int,
     remix_prob: float,
+    mp3_prob: float,
 ) -> int:
     """In a worker: one augmented batch into ``slot`` of the ring; returns ``slot``."""
     from engine.training.teacher import SongCrops
 
     crops = SongCrops(_Songs(paths), shape[-1], np.random.default_rng(seed))  # type: ignore[arg-type]
-    stems, mix = crops.batch(shape[0], remix_prob)
+    stems, mix = crops.batch(shape[0], remix_prob, mp3_prob)
     out_stems, out_mix = _views(_ring(ring, slots, shape, "r+")[slot], shape)
     out_stems[:], out_mix[:] = stems, mix
     return slot
@@ -103,7 +104,7 @@ class PrefetchCrops:
         rng: np.random.Generator,
         folder: Path,
     ) -> None:
-        self.bank, self.rng, self.remix_prob = bank, rng, remix_prob
+        self.bank, self.rng, self.remix_prob, self.mp3_prob = bank, rng, remix_prob, 0.0
         self.shape = (size, channels, n)
         self.slots = 2 * workers
         folder.mkdir(parents=True, exist_ok=True)
@@ -121,13 +122,26 @@ class PrefetchCrops:
 
     def _submit(self, slot: int) -> None:
         seed = int(self.rng.integers(2**31))
-        args = (self.ring_path, self.slots, self.shape, slot, self.paths, seed, self.remix_prob)
+        args = (
+            self.ring_path,
+            self.slots,
+            self.shape,
+            slot,
+            self.paths,
+            seed,
+            self.remix_prob,
+            self.mp3_prob,
+        )
         self.pending.append(self.pool.submit(_fill, *args))
 
-    def batch(self, size: int, remix_prob: float) -> tuple[np.ndarray, np.ndarray]:
+    def batch(
+        self, size: int, remix_prob: float, mp3_prob: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """``(stems [B, 4, C, N], mixtures [B, C, N])``, views valid until the next call."""
-        if size != self.shape[0] or remix_prob != self.remix_prob:
-            raise ValueError("a prefetched batch has the size and remix chance it was made with")
+        if not self.pending:
+            self.mp3_prob = mp3_prob
+        if size != self.shape[0] or (remix_prob, mp3_prob) != (self.remix_prob, self.mp3_prob):
+            raise ValueError("a prefetched batch has the size and chances it was made with")
         if not self.pending:
             for slot in range(self.slots):
                 self._submit(slot)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -69,6 +69,7 @@ class TeacherTrainConfig:
     batch_size: int = 4
     crop_seconds: float = 3.0
     remix_prob: float = 0.5
+    mp3_prob: float = 0.0  # examples made lossy (an MP3 round trip, augment.lossy)
     compressed_weight: float = 0.0  # L1 of power-law compressed spectra (|X|^0.3, phase kept)
     loss: str = "l1"  # "l1": time + spectral + MR L1; "sdr": -SDR; "l1+sdr": both
     sdr_weight: float = 0.01  # of the -SDR term (dB) beside the L1 terms in "l1+sdr"
@@ -97,11 +98,6 @@ class TeacherTrainConfig:
         )
 
 
-def with_overrides(tcfg: TeacherTrainConfig, **kw: Any) -> TeacherTrainConfig:
-    """``tcfg`` with the non-``None`` values of ``kw``."""
-    return replace(tcfg, **{k: v for k, v in kw.items() if v is not None})
-
-
 # --------------------------------------------------------------------------- data
 class SongCrops:
     """Random crops ``[4, C, N]`` of all stems of a song (songs drawn by length, silent mixtures
@@ -125,10 +121,12 @@ class SongCrops:
                 break
         return crop if crop.ndim == 3 else crop[:, None]
 
-    def batch(self, size: int, remix_prob: float) -> tuple[np.ndarray, np.ndarray]:
+    def batch(
+        self, size: int, remix_prob: float, mp3_prob: float = 0.0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Augmented ``(stems [B, 4, C, N], mixtures [B, C, N])``."""
         raw = np.stack([self.crop() for _ in range(size)])  # (B, 4, C, N)
-        return augment.augment_batch(raw, self.rng, remix_prob=remix_prob)
+        return augment.augment_batch(raw, self.rng, remix_prob=remix_prob, mp3_prob=mp3_prob)
 
 
 def fixed_valid(bank: StemBank, n: int, items: int, seed: int = 1234) -> np.ndarray:
@@ -307,7 +305,7 @@ class TeacherTrainer(common.Trainer):
         lr = tc.lr * tc.lr_schedule.factor(self.step, budget.progress(self.step, self.elapsed))
         for group in self.opt.param_groups:
             group["lr"] = lr
-        stems, mix = self.crops.batch(tc.batch_size, tc.remix_prob)
+        stems, mix = self.crops.batch(tc.batch_size, tc.remix_prob, tc.mp3_prob)
         with torch.autocast(self.device.type, torch.bfloat16, tc.precision == "bfloat16"):
             total, parts = losses(
                 self.model,
