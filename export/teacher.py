@@ -175,6 +175,15 @@ def _folder_info(folder: Path) -> dict[str, Any]:
         info["checkpoint"] = ckpt.name
         info["step"] = int(state["step"])
         info["training_minutes"] = round(float(state.get("elapsed_s", 0.0)) / 60, 2)
+        if "cpu_s" in state:
+            info["training_cpu_hours"] = round(float(state["cpu_s"]) / 3600, 3)
+    best = folder / "best.json"  # OUT/best of a run: the step and validation it was kept at
+    if best.is_file():
+        kept = _read_json(best)
+        info["step"] = kept.get("step")
+        if "cpu_s" in kept:
+            info["training_cpu_hours"] = round(float(kept["cpu_s"]) / 3600, 3)
+        info["valid_si_sdr"] = kept.get("valid", {}).get("si_sdr")
     return info
 
 
@@ -185,6 +194,8 @@ def _source_info(path: Path, state: dict[str, Any] | None) -> dict[str, Any]:
     if state is not None and "step" in state:
         info["step"] = int(state["step"])
         info["training_minutes"] = round(float(state.get("elapsed_s", 0.0)) / 60, 2)
+        if "cpu_s" in state:
+            info["training_cpu_hours"] = round(float(state["cpu_s"]) / 3600, 3)
     return info
 
 

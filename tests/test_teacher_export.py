@@ -194,3 +194,15 @@ def test_a_folder_of_another_kind_is_not_read_as_a_teacher(tmp_path: Path) -> No
     (tmp_path / "model_config.json").write_text(json.dumps({"kind": "lm"}))
     with pytest.raises(StemtokError, match="not an exported teacher"):
         from_graph(tmp_path)
+
+
+def test_a_runs_best_model_exports_with_its_step_and_cpu_hours(tmp_path: Path) -> None:
+    from export.teacher import load_source
+
+    best = tmp_path / "run" / "best"
+    save_teacher(tiny_teacher(), best)
+    kept = {"step": 1200, "cpu_s": 7200.0, "valid": {"si_sdr": {"avg": 2.5}}}
+    (best / "best.json").write_text(json.dumps(kept))
+    _, info = load_source(best)
+    assert info["step"] == 1200 and info["training_cpu_hours"] == 2.0
+    assert info["valid_si_sdr"] == {"avg": 2.5}
