@@ -107,10 +107,10 @@ def model_bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     if args.connect:
         with BridgeClient() as c:
             return round_trips(c, a, rate, args.rounds)
-    from engine.runtime.separator import Separator
+    from engine.runtime.lm_separator import LMSeparator
 
     t0 = time.perf_counter()
-    srv = start_server(Separator(threads=args.threads), tmp)
+    srv = start_server(LMSeparator(threads=args.threads), tmp)
     print(f"model loaded and server up in {time.perf_counter() - t0:.2f} s")
     try:
         with BridgeClient(srv.socket_path, token=srv.token) as c:

@@ -12,14 +12,14 @@ from engine.dsp import si_sdr
 from engine.errors import StemtokError
 from engine.evaluation import systems, transforms
 from engine.evaluation.baselines import DspSeparator, MixtureBaseline, OracleMask, stft_size
-from engine.evaluation.synthetic import SynthConfig, make_song
+from engine.evaluation.synthetic import ToySongConfig, make_toy_song
 
 RATE = 22_050
 
 
 @pytest.fixture(scope="module")
 def song() -> dict[str, np.ndarray]:
-    return make_song(SynthConfig(seconds=4.0, rate=RATE), seed=3)
+    return make_toy_song(ToySongConfig(seconds=4.0, rate=RATE), seed=3)
 
 
 def _mix(stems: dict[str, np.ndarray]) -> np.ndarray:

@@ -507,11 +507,11 @@ def test_bridge_help_lists_the_options(capsys: pytest.CaptureFixture[str]) -> No
 @pytest.mark.slow
 def test_real_model_round_trip(make_server: Any) -> None:
     from engine.audio import read_audio
-    from engine.runtime.separator import Separator
+    from engine.runtime.lm_separator import LMSeparator
 
     mix, rate = read_audio(ROOT / "resources" / "demo" / "demo.flac")
     a = np.ascontiguousarray(mix[:, 20 * rate : 23 * rate])  # 3 s, stereo
-    srv = make_server(Separator(threads=2))
+    srv = make_server(LMSeparator(threads=2))
     with BridgeClient(srv.socket_path) as c:
         t0 = time.monotonic()
         stems = c.separate(a, rate)

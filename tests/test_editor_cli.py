@@ -16,8 +16,8 @@ from app.cli import main
 from app.editor.lanes import COLORS
 from app.editor.session import Session
 from engine.audio import read_audio, write_audio
+from engine.runtime.lm_separator import LMSeparator
 from engine.runtime.model import default_model_dir
-from engine.runtime.separator import Separator
 
 __all__ = ["qapp"]
 DEMO = Path(__file__).resolve().parents[1] / "resources" / "demo" / "demo.flac"
@@ -61,9 +61,10 @@ def test_screenshot_with_the_real_model(qapp: QApplication, tmp_path: Path) -> N
     assert colour_share(img, "vocals") > 0.001  # a drawn vocal waveform
     assert colour_share(img, "bass") > 0.001
     assert colour_share(img, "drums") < colour_share(img, "bass")  # muted: drawn dimmed
-    # Cancel reaches the real Separator through its cancel callback
+    # Cancel reaches the real LMSeparator through its cancel callback
     session = Session(
-        lambda: Separator(threads=2), QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat)
+        lambda: LMSeparator(threads=2),
+        QSettings(str(tmp_path / "s.ini"), QSettings.Format.IniFormat),
     )
     messages: list[str] = []
     session.message.connect(messages.append)

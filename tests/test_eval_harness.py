@@ -14,7 +14,7 @@ from app.cli import main
 from engine.constants import STEMS
 from engine.data.musdb import list_tracks, write_track
 from engine.evaluation import perceptual
-from engine.evaluation.synthetic import SynthConfig, make_song, write_set
+from engine.evaluation.synthetic import ToySongConfig, make_toy_song, write_set
 
 RATE = 22_050
 FAST = ["--metrics", "sdr,si_sdr,mrstft,logmel", "--no-isolate", "--jobs", "1", "-q"]
@@ -25,8 +25,8 @@ FAST += ["--excerpt-seconds", "0"]
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Two songs with vocals and one whose vocal stem is digital silence."""
     root = tmp_path_factory.mktemp("songs")
-    write_set(root, songs=2, cfg=SynthConfig(seconds=3.0, rate=RATE))
-    quiet = make_song(SynthConfig(seconds=3.0, rate=RATE, vocals=False), seed=7)
+    write_set(root, songs=2, cfg=ToySongConfig(seconds=3.0, rate=RATE))
+    quiet = make_toy_song(ToySongConfig(seconds=3.0, rate=RATE, vocals=False), seed=7)
     write_track(root / "test" / "song-quiet", quiet, RATE)
     return root
 
@@ -175,7 +175,7 @@ def test_bad_options_give_one_line(
 
 
 def test_bad_data_gives_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    stems = make_song(SynthConfig(seconds=1.0, rate=RATE), seed=1)
+    stems = make_toy_song(ToySongConfig(seconds=1.0, rate=RATE), seed=1)
     write_track(tmp_path / "d" / "s", stems, RATE)
     (tmp_path / "d" / "s" / "other.wav").unlink()
     assert main(["eval", str(tmp_path / "d"), "--out", str(tmp_path / "o"), *FAST]) == 2

@@ -10,8 +10,9 @@ from tiny_models import TINY_LM as TINY
 from tiny_models import tiny_lm
 from torch import Tensor
 
-from engine.models.generate import GenerationCancelled, Sampling, choose, entropy_of, generate
+from engine.models.generate import Sampling, choose, entropy_of, generate
 from engine.models.lm import SeparationLM
+from engine.models.sampling import GenerationCancelled
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -12,8 +12,8 @@ from test_export import export_tiny
 from engine.errors import StemtokError
 from engine.runtime import windows as win
 from engine.runtime.decode import Cancelled
+from engine.runtime.lm_separator import LMSeparator
 from engine.runtime.model import default_model_dir
-from engine.runtime.separator import Separator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -24,8 +24,8 @@ def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def sep(tiny_dir: Path) -> Separator:
-    return Separator(tiny_dir, "cpu", threads=1, batch=4)
+def sep(tiny_dir: Path) -> LMSeparator:
+    return LMSeparator(tiny_dir, "cpu", threads=1, batch=4)
 
 
 def song(channels: int, rate: int, seconds: float, seed: int = 0) -> np.ndarray:
@@ -47,7 +47,7 @@ def db(err: np.ndarray, ref: np.ndarray) -> float:
     [(1, 48000, 1.0), (2, 44100, 1.23), (2, 48000, 0.7111), (1, 22050, 0.5)],
 )
 def test_aligned_stems_keep_shape_rate_and_sum_to_the_input(
-    sep: Separator, channels: int, rate: int, seconds: float
+    sep: LMSeparator, channels: int, rate: int, seconds: float
 ) -> None:
     x = song(channels, rate, seconds)
     stems = sep.separate(x, rate)
@@ -59,7 +59,7 @@ def test_aligned_stems_keep_shape_rate_and_sum_to_the_input(
         assert not np.allclose(stems["drums"][0], stems["drums"][1])
 
 
-def test_generative_mode_copies_mono_stems_to_every_channel(sep: Separator) -> None:
+def test_generative_mode_copies_mono_stems_to_every_channel(sep: LMSeparator) -> None:
     x = song(2, 44100, 0.9)
     stems = sep.separate(x, 44100, mode="generative", stems=["bass", "vocals"])
     assert list(stems) == ["vocals", "bass"]
@@ -68,15 +68,15 @@ def test_generative_mode_copies_mono_stems_to_every_channel(sep: Separator) -> N
         np.testing.assert_array_equal(audio[0], audio[1])
 
 
-def test_batch_size_does_not_change_the_result(tiny_dir: Path, sep: Separator) -> None:
+def test_batch_size_does_not_change_the_result(tiny_dir: Path, sep: LMSeparator) -> None:
     x = song(2, 48000, 1.5, seed=3)
-    one = Separator(tiny_dir, "cpu", threads=1, batch=1).separate(x, 48000)
+    one = LMSeparator(tiny_dir, "cpu", threads=1, batch=1).separate(x, 48000)
     many = sep.separate(x, 48000)
     for name in one:
         np.testing.assert_allclose(one[name], many[name], atol=1e-5)
 
 
-def test_progress_rises_to_one_and_cancel_stops(sep: Separator) -> None:
+def test_progress_rises_to_one_and_cancel_stops(sep: LMSeparator) -> None:
     seen: list[float] = []
     sep.separate(song(1, 48000, 1.0), 48000, progress=seen.append)
     assert seen[-1] == pytest.approx(1.0) and all(np.diff(seen) >= -1e-9)
@@ -84,7 +84,7 @@ def test_progress_rises_to_one_and_cancel_stops(sep: Separator) -> None:
         sep.separate(song(1, 48000, 1.0), 48000, cancel=lambda: True)
 
 
-def test_file_input_and_bad_inputs(sep: Separator, tmp_path: Path) -> None:
+def test_file_input_and_bad_inputs(sep: LMSeparator, tmp_path: Path) -> None:
     import soundfile as sf
 
     x = song(2, 44100, 0.6)
@@ -117,18 +117,20 @@ def test_default_model_lookup(tiny_dir: Path, monkeypatch: pytest.MonkeyPatch) -
     assert default_model_dir() == tiny_dir
     monkeypatch.setenv("STEMTOK_MODEL", str(tiny_dir / "nowhere"))
     with pytest.raises(StemtokError, match="not a model folder"):
-        Separator()
+        LMSeparator()
 
 
-def test_long_songs_go_in_crossfaded_segments(tiny_dir: Path, sep: Separator) -> None:
+def test_long_songs_go_in_crossfaded_segments(tiny_dir: Path, sep: LMSeparator) -> None:
     x = song(2, 16000, 19.0, seed=4)
     seen: list[float] = []
-    short = Separator(tiny_dir, "cpu", threads=1, batch=16, segment_seconds=8.0)
+    short = LMSeparator(tiny_dir, "cpu", threads=1, batch=16, segment_seconds=8.0)
     stems = short.separate(x, 16000, progress=seen.append)
     assert all(a.shape == x.shape for a in stems.values())
     assert db(sum(stems.values()) - x, x) < -60
     assert seen[-1] == pytest.approx(1.0) and all(np.diff(seen) >= -1e-9)
-    whole = Separator(tiny_dir, "cpu", threads=1, batch=16, segment_seconds=60.0).separate(x, 16000)
+    whole = LMSeparator(tiny_dir, "cpu", threads=1, batch=16, segment_seconds=60.0).separate(
+        x, 16000
+    )
     for name in stems:  # the same windows: only the seams' resampling margins differ
         assert db(stems[name] - whole[name], whole[name]) < -30
 
@@ -140,7 +142,7 @@ def test_streaming_a_file_gives_the_in_memory_result(tiny_dir: Path, tmp_path: P
 
     x = song(2, 16000, 19.0, seed=6)
     sf.write(tmp_path / "long.wav", x.T, 16000, subtype="FLOAT")
-    short = Separator(tiny_dir, "cpu", threads=1, batch=16, segment_seconds=8.0)
+    short = LMSeparator(tiny_dir, "cpu", threads=1, batch=16, segment_seconds=8.0)
     blocks = list(short.stream(FileSource(tmp_path / "long.wav"), stems=["bass", "vocals"]))
     assert len(blocks) == 3  # one finished block per segment
     streamed = np.concatenate(blocks, axis=-1)

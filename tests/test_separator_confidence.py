@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 from test_export import export_tiny
 
-from engine.runtime.separator import Separator
+from engine.runtime.lm_separator import LMSeparator
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
-def sep(tmp_path_factory: pytest.TempPathFactory) -> Separator:
-    return Separator(export_tiny(tmp_path_factory.mktemp("conf")), "cpu", threads=1, batch=4)
+def sep(tmp_path_factory: pytest.TempPathFactory) -> LMSeparator:
+    return LMSeparator(export_tiny(tmp_path_factory.mktemp("conf")), "cpu", threads=1, batch=4)
 
 
 def _song(seconds: float, rate: int) -> np.ndarray:
@@ -24,7 +24,7 @@ def _song(seconds: float, rate: int) -> np.ndarray:
     return np.stack([x, np.roll(x, 5)]).astype(np.float32)
 
 
-def test_confidence_covers_the_song_and_leaves_audio_unchanged(sep: Separator) -> None:
+def test_confidence_covers_the_song_and_leaves_audio_unchanged(sep: LMSeparator) -> None:
     rate = 16000
     x = _song(2.5, rate)
     plain = sep.separate(x, rate, seed=3)
@@ -41,10 +41,10 @@ def test_confidence_covers_the_song_and_leaves_audio_unchanged(sep: Separator) -
     assert min(float(c.min()) for c in rich.confidence.values()) < 0.99
 
 
-def test_confidence_follows_chosen_stems_and_segments(sep: Separator) -> None:
+def test_confidence_follows_chosen_stems_and_segments(sep: LMSeparator) -> None:
     rate = 16000
     x = _song(9.0, rate)
-    short = Separator(sep.model.folder, "cpu", threads=1, batch=4, segment_seconds=8.0)
+    short = LMSeparator(sep.model.folder, "cpu", threads=1, batch=4, segment_seconds=8.0)
     out = short.separate(x, rate, stems=["drums", "bass"], mode="generative", confidence=True)
     assert list(out.confidence) == ["drums", "bass"]
     frames = out.confidence["drums"].size

@@ -12,8 +12,9 @@ import pytest
 from engine.errors import StemtokError
 from engine.runtime.decode import Cancelled
 from engine.runtime.factory import model_kind, open_separator
+from engine.runtime.lm_separator import LMSeparator
 from engine.runtime.model import model_dir
-from engine.runtime.separator import Separator, Stems
+from engine.runtime.separator import Stems
 from engine.runtime.sources import ArraySource
 from engine.runtime.teacher import TeacherSeparator, mixture_consistent, wiener
 
@@ -165,7 +166,7 @@ def test_factory_picks_the_class(teacher_dir: Path, tmp_path: Path) -> None:
     default = model_dir("default")
     if (default / "model_config.json").is_file():
         assert model_kind(default) == "lm"
-        assert isinstance(open_separator(None, device="cpu", threads=1), Separator)
+        assert isinstance(open_separator(None, device="cpu", threads=1), LMSeparator)
     odd = tmp_path / "odd"
     odd.mkdir()
     (odd / "model_config.json").write_text(json.dumps({"schema": 1, "kind": "vocoder"}))

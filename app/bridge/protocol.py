@@ -12,7 +12,7 @@ import math
 import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 VERSION = 1
 PREFIX = struct.Struct(">IQ")  # header length, payload length
@@ -81,7 +81,7 @@ class SeparateRequest:
     channels: int
     frames: int
     stems: tuple[str, ...]
-    mode: str = "aligned"
+    mode: Literal["aligned", "generative"] = "aligned"
     seed: int | None = None
     header: dict[str, Any] = field(default_factory=dict, compare=False)
 
@@ -189,7 +189,8 @@ def parse_separate(h: dict[str, Any], payload_len: int, limits: Limits) -> Separ
     if mode not in MODES:
         raise ProtocolError(BAD_REQUEST, f"'mode' must be one of {list(MODES)}", id=rid)
     seed = None if h.get("seed") is None else _int(h, "seed", 0, MAX_SEED, rid)
-    req = SeparateRequest(rid, rate, channels, frames, _stems(h, rid), str(mode), seed, h)
+    typed: Literal["aligned", "generative"] = "generative" if mode == "generative" else "aligned"
+    req = SeparateRequest(rid, rate, channels, frames, _stems(h, rid), typed, seed, h)
     if payload_len != req.payload_bytes:
         raise ProtocolError(
             BAD_FRAME,

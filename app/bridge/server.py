@@ -8,7 +8,7 @@
 
 Embedding (e.g. in the editor)::
 
-    server = BridgeServer(Separator(), BridgeConfig(port=0), on_result=callback)
+    server = BridgeServer(LMSeparator(), BridgeConfig(port=0), on_result=callback)
     server.start()          # own thread and asyncio loop; returns once it is listening
     ...
     server.stop()           # queued jobs get error "shutdown", the running one is cancelled
@@ -41,9 +41,10 @@ from app.bridge.auth import TokenError, load_or_create_token
 from app.bridge.connection import Connection, Timeouts
 from app.bridge.jobs import FairQueue, Job
 from app.bridge.listeners import bind_private, clear_stale_socket
-from app.bridge.worker import Engine, OnResult, Worker
+from app.bridge.worker import OnResult, Worker
 from engine import __version__
 from engine.errors import StemtokError
+from engine.runtime.separator import Separator
 
 log = logging.getLogger("stemtok.bridge")
 
@@ -71,7 +72,7 @@ class BridgeServer:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Separator,
         config: BridgeConfig | None = None,
         on_result: OnResult | None = None,
     ) -> None:

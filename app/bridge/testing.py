@@ -2,11 +2,12 @@
 
 :class:`FractionEngine` returns fixed power-of-two fractions of the input (each exact in float32;
 the four add up to the input to float32 rounding), calls ``progress`` and honours ``cancel`` like
-:class:`engine.runtime.separator.Separator`.
+:class:`engine.runtime.separator.Separator` asks.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -14,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+
+from engine.runtime.separator import Mode, Stems
 
 FRACTIONS = {"vocals": 0.125, "drums": 0.25, "bass": 0.5, "other": 0.125}
 
@@ -43,20 +46,23 @@ class FractionEngine:
 
     def separate(
         self,
-        audio: np.ndarray,
-        rate: int,
+        audio: np.ndarray | str | os.PathLike[str],
+        rate: int | None = None,
         *,
         stems: Sequence[str] = tuple(FRACTIONS),
-        mode: str = "aligned",
+        mode: Mode = "aligned",
         seed: int | None = None,
         progress: Callable[[float], None] | None = None,
         cancel: Callable[[], bool] | None = None,
-    ) -> dict[str, np.ndarray]:
+        confidence: bool = False,
+    ) -> Stems:
         from engine.models.sampling import GenerationCancelled
 
         a = np.asarray(audio, np.float32)
         with self._lock:
-            self.calls.append(Call(rate, a.shape, tuple(stems), mode, seed, float(a[0, 0])))
+            self.calls.append(
+                Call(int(rate or 0), a.shape, tuple(stems), mode, seed, float(a[0, 0]))
+            )
         end = time.monotonic() + self.delay
         for i in range(self.steps):
             if progress is not None:
@@ -75,7 +81,7 @@ class FractionEngine:
             raise self.fail
         if progress is not None:
             progress(1.0)
-        return {n: a * np.float32(FRACTIONS[n]) for n in stems}
+        return Stems({n: a * np.float32(FRACTIONS[n]) for n in stems}, int(rate or 0))
 
 
 def expected(audio: np.ndarray, name: str) -> Any:

@@ -13,13 +13,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 
 from app.bridge import protocol as pr
 from app.bridge.jobs import Job
 from engine.errors import StemtokError
+from engine.runtime.separator import Separator
 
 log = logging.getLogger("stemtok.bridge")
 OnResult = Callable[[dict[str, Any], Mapping[str, np.ndarray], int], None]
@@ -27,28 +28,12 @@ Frames = list[tuple[dict[str, Any], bytes]]
 Outcome = tuple[Frames, Mapping[str, np.ndarray] | None]  # frames to send, stems on success
 
 
-class Engine(Protocol):
-    """What the server needs of :class:`engine.runtime.separator.Separator`."""
-
-    def separate(
-        self,
-        audio: np.ndarray,
-        rate: int,
-        *,
-        stems: Any,
-        mode: Any,
-        seed: int | None,
-        progress: Callable[[float], None] | None,
-        cancel: Callable[[], bool] | None,
-    ) -> Mapping[str, np.ndarray]: ...
-
-
 class Worker:
     """Runs jobs on ``engine`` (call from one thread at a time: the engine is not shared)."""
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Separator,
         progress_interval: float,
         on_result: OnResult | None,
         stopping: Callable[[], bool],

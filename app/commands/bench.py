@@ -142,7 +142,7 @@ def child(args: argparse.Namespace) -> dict[str, Any]:
         elapsed = time.perf_counter() - t0
     return {
         **_decode_speed(sep),
-        "model": str(sep.model.folder),
+        "model": str(sep.folder),
         "mode": args.mode,
         "path": "in-memory" if args.in_memory else "file-to-files",
         "seconds": args.seconds,

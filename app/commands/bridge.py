@@ -136,11 +136,11 @@ def bridge_config(args: argparse.Namespace) -> Any:
 
 def make_server(args: argparse.Namespace) -> Any:
     from app.bridge.server import BridgeServer
-    from engine.runtime.separator import Separator
+    from engine.runtime.lm_separator import LMSeparator
 
     config = bridge_config(args)
     log.info("loading the model")
-    engine = Separator(args.model, device=args.device, threads=args.threads)
+    engine = LMSeparator(args.model, device=args.device, threads=args.threads)
     return BridgeServer(engine, config)
 
 

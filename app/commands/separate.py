@@ -7,11 +7,14 @@ import logging
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from engine.constants import STEMS
 from engine.errors import StemtokError
 from engine.outputs import FORMATS, OutputPlan
+
+if TYPE_CHECKING:
+    from engine.runtime.separator import StreamingSeparator
 
 EXAMPLES = """\
 Examples:
@@ -115,8 +118,14 @@ class Bar:
             return lambda fraction: None
         from tqdm import tqdm
 
-        self.bar = tqdm(total=100, desc=name[:30], unit="%", file=sys.stderr, leave=True,
-                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")  # fmt: skip
+        self.bar = tqdm(
+            total=100,
+            desc=name[:30],
+            unit="%",
+            file=sys.stderr,
+            leave=True,
+            bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}",
+        )
 
         def update(fraction: float) -> None:
             self.bar.update(round(100 * fraction) - self.bar.n)
@@ -158,7 +167,7 @@ def iter_jobs(
     yield from jobs
 
 
-def load_separator(args: argparse.Namespace) -> Any:
+def load_separator(args: argparse.Namespace) -> StreamingSeparator:
     from engine.runtime.factory import open_separator
 
     return open_separator(args.model, device=args.device, threads=args.threads)
@@ -220,7 +229,11 @@ def check_songs(
 
 
 def separate_one(
-    sep: Any, song: Path, paths: dict[str, Path], plan: OutputPlan, args: argparse.Namespace
+    sep: StreamingSeparator,
+    song: Path,
+    paths: dict[str, Path],
+    plan: OutputPlan,
+    args: argparse.Namespace,
 ) -> None:
     """Stream ``song`` through the separator into its stem files (memory does not grow with
     the song: blocks are written as they are finished)."""
@@ -231,8 +244,13 @@ def separate_one(
     bar = Bar(args.quiet)
     with StemWriter(paths, plan) as files:
         try:
-            blocks = sep.stream(source, stems=list(paths), mode=args.mode, seed=args.seed,
-                                progress=bar.start(song.name))  # fmt: skip
+            blocks = sep.stream(
+                source,
+                stems=list(paths),
+                mode=args.mode,
+                seed=args.seed,
+                progress=bar.start(song.name),
+            )
             for block in blocks:
                 files.write(block)
         finally:

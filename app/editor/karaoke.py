@@ -19,6 +19,7 @@ from app.editor.worker import Task
 from engine.audio import probe, read_audio
 from engine.karaoke import karaoke_mix
 from engine.outputs import SUFFIX_FORMATS
+from engine.runtime.separator import Separator
 from engine.stem_writer import write_arrays
 
 
@@ -44,7 +45,7 @@ def output_for(song: Path, folder: Path | None) -> Path:
 
 
 def make_karaoke(
-    sep: Any,
+    sep: Separator,
     song: Path,
     opts: KaraokeOptions,
     progress: Any,

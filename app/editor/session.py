@@ -11,7 +11,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 from PyQt6.QtCore import QObject, QSettings, pyqtSignal
@@ -26,6 +26,7 @@ from app.editor.worker import Task
 from engine.audio import probe, read_audio
 from engine.constants import MODEL_RATE, STEMS
 from engine.errors import StemtokError
+from engine.runtime.separator import Mode, Separator, Stems
 
 MAX_RECENT = 10
 
@@ -56,22 +57,6 @@ class Song:
         return cls(mixture, bank, rate, sample_format, confidence, confidence_rate, peaks)
 
 
-class SeparatorLike(Protocol):
-    """What the session needs of :class:`engine.runtime.separator.Separator`."""
-
-    def separate(
-        self,
-        audio: np.ndarray,
-        rate: int | None = None,
-        *,
-        mode: Any = ...,
-        seed: int | None = None,
-        progress: Callable[[float], None] | None = None,
-        cancel: Callable[[], bool] | None = None,
-        confidence: bool = False,
-    ) -> Any: ...
-
-
 class Session(QObject):
     """State of the editor window. ``state`` is ``empty``, ``separating`` or ``loaded``."""
 
@@ -85,13 +70,13 @@ class Session(QObject):
 
     def __init__(
         self,
-        separator_factory: Callable[[], SeparatorLike],
+        separator_factory: Callable[[], Separator],
         settings: QSettings | None = None,
-        mode: str = "aligned",
+        mode: Mode = "aligned",
     ) -> None:
         super().__init__()
         self._factory = separator_factory
-        self._sep: SeparatorLike | None = None
+        self._sep: Separator | None = None
         self.settings = settings or QSettings("stemtok", "editor")
         self.mode = mode
         self.state = "empty"
@@ -137,7 +122,7 @@ class Session(QObject):
         self.state = state
         self.stateChanged.emit(state)
 
-    def separator(self) -> SeparatorLike:
+    def separator(self) -> Separator:
         """The separator, made on first use (from the job's thread: loading takes a while)."""
         if self._sep is None:
             self._sep = self._factory()
@@ -172,14 +157,8 @@ class Session(QObject):
                 audio, rate, mode=self.mode, progress=progress, cancel=cancel, confidence=True
             )
             bank = np.stack([stems[name] for name in STEMS]).astype(np.float32)
-            conf = dict(getattr(stems, "confidence", {}) or {})
             return Song.make(
-                audio,
-                bank,
-                rate,
-                info.sample_format,
-                conf,
-                float(getattr(stems, "confidence_rate", 0.0)),
+                audio, bank, rate, info.sample_format, dict(stems.confidence), stems.confidence_rate
             )
 
         self.task = Task(job)
@@ -388,7 +367,7 @@ class Session(QObject):
         )
         mix = self.mixture[:, take.start : take.stop].copy()
 
-        def job(progress: Callable[[float], None], cancel: Callable[[], bool]) -> Any:
+        def job(progress: Callable[[float], None], cancel: Callable[[], bool]) -> Stems:
             return self.separator().separate(
                 mix,
                 self.rate,
@@ -407,13 +386,14 @@ class Session(QObject):
         self._set_state("separating")
         return self.task.start()
 
-    def _rerolled(self, take: Take, stems: Any) -> None:
+    def _rerolled(self, take: Take, stems: Stems) -> None:
         self.task = None
         new = np.stack([stems[n] for n in STEMS]).astype(np.float32)
         self.take = blend(take, self.bank, new)
         if self.confidence_rate:
-            fresh = dict(getattr(stems, "confidence", {}) or {})
-            take.blend_confidence(self.confidence, fresh, self.confidence_rate / self.rate)
+            take.blend_confidence(
+                self.confidence, dict(stems.confidence), self.confidence_rate / self.rate
+            )
         self.use_take(True)
         self._set_state("loaded")
         self.message.emit(

@@ -16,25 +16,26 @@ way round; cancel still works while waiting.
 
 from __future__ import annotations
 
+import os
 import threading
-from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from engine.constants import STEMS
-from engine.runtime.decode import Cancelled
+from engine.runtime.decode import Cancel, Cancelled
+from engine.runtime.separator import FractionProgress, Mode, Separator, Stems
 
-Factory = Callable[[], Any]
+Factory = Callable[[], Separator]
 
 
 class SharedEngine:
-    """Wraps a separator factory: :meth:`separate` loads the separator on first use and runs one
-    call at a time; extra keyword arguments go to the separator unchanged."""
+    """A :class:`~engine.runtime.separator.Separator` around a separator factory: :meth:`separate`
+    loads the separator on first use and runs one call at a time."""
 
     def __init__(self, factory: Factory, poll: float = 0.05) -> None:
         self._factory, self._poll = factory, poll
-        self._engine: Any = None
+        self._engine: Separator | None = None
         self._load_lock = threading.Lock()
         self._run_lock = threading.Lock()
 
@@ -47,7 +48,7 @@ class SharedEngine:
         """A separation is running now."""
         return self._run_lock.locked()
 
-    def load(self) -> Any:
+    def load(self) -> Separator:
         """The separator, made once (thread-safe; a failed load is retried on the next call)."""
         with self._load_lock:
             if self._engine is None:
@@ -56,18 +57,31 @@ class SharedEngine:
 
     def separate(
         self,
-        audio: Any,
+        audio: np.ndarray | str | os.PathLike[str],
         rate: int | None = None,
         *,
-        cancel: Callable[[], bool] | None = None,
-        **options: Any,
-    ) -> Any:
+        stems: Sequence[str] = STEMS,
+        mode: Mode = "aligned",
+        seed: int | None = None,
+        progress: FractionProgress | None = None,
+        cancel: Cancel | None = None,
+        confidence: bool = False,
+    ) -> Stems:
         """``separate(audio [C, N], rate, ...)`` of the wrapped separator, once the engine is
         free; raises :class:`~engine.runtime.decode.Cancelled` if ``cancel()`` while waiting."""
         engine = self.load()
         self._acquire(cancel)
         try:
-            return engine.separate(audio, rate, cancel=cancel, **options)
+            return engine.separate(
+                audio,
+                rate,
+                stems=stems,
+                mode=mode,
+                seed=seed,
+                progress=progress,
+                cancel=cancel,
+                confidence=confidence,
+            )
         finally:
             self._run_lock.release()
 
@@ -78,8 +92,7 @@ class SharedEngine:
 
 
 class FrontEngine:
-    """The bridge's engine when the editor is its front (protocol: :class:`app.bridge.worker.
-    Engine`).
+    """The bridge's :class:`~engine.runtime.separator.Separator` when the editor is its front.
 
     In ``aligned`` mode it always asks for all four stems (the model computes all four anyway)
     and hands the client the ones it asked for; in ``generative`` mode only the requested ones
@@ -95,15 +108,16 @@ class FrontEngine:
 
     def separate(
         self,
-        audio: np.ndarray,
-        rate: int,
+        audio: np.ndarray | str | os.PathLike[str],
+        rate: int | None = None,
         *,
-        stems: Sequence[str],
-        mode: Any,
-        seed: int | None,
-        progress: Callable[[float], None] | None,
-        cancel: Callable[[], bool] | None,
-    ) -> Mapping[str, np.ndarray]:
+        stems: Sequence[str] = STEMS,
+        mode: Mode = "aligned",
+        seed: int | None = None,
+        progress: FractionProgress | None = None,
+        cancel: Cancel | None = None,
+        confidence: bool = False,
+    ) -> Stems:
         want = [n for n in STEMS if n in stems]
         ask = list(STEMS) if mode == "aligned" else want
         out = self.shared.separate(
@@ -111,8 +125,8 @@ class FrontEngine:
         )
         got = {n: out[n] for n in ask}
         with self._lock:
-            self._last = (audio, got)
-        return {n: got[n] for n in want}
+            self._last = (np.asarray(audio), got)
+        return Stems({n: got[n] for n in want}, out.rate)
 
     def take(self, channels: int, frames: int) -> tuple[np.ndarray, dict[str, np.ndarray]] | None:
         """The last region ``[C, N]`` and its stems ``{name: [C, N]}`` (not copies), once."""

@@ -30,8 +30,8 @@ from engine.errors import StemtokError
 Stems = dict[str, np.ndarray]
 
 
-class Separator(Protocol):
-    """Anything that turns a mixture ``[C, N]`` at ``rate`` into four stems ``[C, N]``."""
+class System(Protocol):
+    """A scored system: anything that turns a mixture ``[C, N]`` at ``rate`` into four stems ``[C, N]``."""
 
     @property
     def name(self) -> str: ...

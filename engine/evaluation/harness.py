@@ -22,7 +22,7 @@ import platform
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from multiprocessing import get_context
@@ -41,9 +41,9 @@ from engine.evaluation.metrics import SILENCE_DB
 from engine.evaluation.runner import SeparationRun, separate_isolated, separate_track
 from engine.evaluation.scoring import ALL_METRICS, ScoreSettings, SongTask, score_song
 from engine.evaluation.systems import SystemSpec
+from engine.progress import StageProgress
 
 #: ``(stage, done, total)``: called as work finishes ("separate", "score").
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -110,7 +110,11 @@ def _check_estimates(specs: list[SystemSpec], tracks: list[Track]) -> None:
 
 
 def _separate_all(
-    tracks: list[Track], specs: list[SystemSpec], cfg: EvalConfig, work: Path, progress: Progress
+    tracks: list[Track],
+    specs: list[SystemSpec],
+    cfg: EvalConfig,
+    work: Path,
+    progress: StageProgress,
 ) -> tuple[dict[str, dict[str, Path]], list[SeparationRun], dict[str, float | None]]:
     """Run every built-in system on every song; returns npy paths, runs and idle RSS per song."""
     built = [s for s in specs if s.kind == "builtin"]
@@ -141,7 +145,9 @@ def _worker_init() -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def _score_all(tasks: list[SongTask], jobs: int, progress: Progress) -> Iterator[dict[str, Any]]:
+def _score_all(
+    tasks: list[SongTask], jobs: int, progress: StageProgress
+) -> Iterator[dict[str, Any]]:
     if jobs <= 1 or len(tasks) <= 1:
         for i, task in enumerate(tasks):
             yield score_song(task)
@@ -177,7 +183,7 @@ def _versions() -> dict[str, str | None]:
     return out
 
 
-def run_eval(cfg: EvalConfig, progress: Progress | None = None) -> EvalRun:
+def run_eval(cfg: EvalConfig, progress: StageProgress | None = None) -> EvalRun:
     """Separate, score and aggregate; returns the JSON-ready result and the report excerpt."""
     report = progress or (lambda stage, done, total: None)
     transform = transforms.resolve(cfg.through_codec, cfg.codec)

@@ -20,7 +20,7 @@ _CHORDS = ((0, 4, 7), (9, 12, 16), (5, 9, 12), (7, 11, 14))  # I vi IV V, semito
 
 
 @dataclass(frozen=True)
-class SynthConfig:
+class ToySongConfig:
     """One synthetic song: length, rate, channels, tempo and key."""
 
     seconds: float = 8.0
@@ -64,12 +64,12 @@ def _place(out: np.ndarray, start: int, sound: np.ndarray) -> None:
         out[..., start:end] += sound[..., : end - start]
 
 
-def _bar_chords(cfg: SynthConfig, n: int) -> list[tuple[int, tuple[int, ...]]]:
+def _bar_chords(cfg: ToySongConfig, n: int) -> list[tuple[int, tuple[int, ...]]]:
     bar = round(4 * 60.0 / cfg.bpm * cfg.rate)
     return [(b, _CHORDS[i % len(_CHORDS)]) for i, b in enumerate(range(0, n, bar))]
 
 
-def _bass(cfg: SynthConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+def _bass(cfg: ToySongConfig, n: int, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros(n)
     beat = round(60.0 / cfg.bpm * cfg.rate)
     for start, chord in _bar_chords(cfg, n):
@@ -79,7 +79,7 @@ def _bass(cfg: SynthConfig, n: int, rng: np.random.Generator) -> np.ndarray:
     return _pan(out, cfg.channels, 0.0)
 
 
-def _drums(cfg: SynthConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+def _drums(cfg: ToySongConfig, n: int, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros((cfg.channels, n))
     eighth = round(30.0 / cfg.bpm * cfg.rate)
     t = np.arange(round(0.25 * cfg.rate)) / cfg.rate
@@ -95,7 +95,7 @@ def _drums(cfg: SynthConfig, n: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _other(cfg: SynthConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+def _other(cfg: ToySongConfig, n: int, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros((cfg.channels, n))
     for start, chord in _bar_chords(cfg, n):
         length = min(n - start, round(4 * 60.0 / cfg.bpm * cfg.rate))
@@ -106,7 +106,7 @@ def _other(cfg: SynthConfig, n: int, rng: np.random.Generator) -> np.ndarray:
     return out
 
 
-def _vocals(cfg: SynthConfig, n: int, rng: np.random.Generator) -> np.ndarray:
+def _vocals(cfg: ToySongConfig, n: int, rng: np.random.Generator) -> np.ndarray:
     out = np.zeros(n)
     beat = round(60.0 / cfg.bpm * cfg.rate)
     scale = (0, 2, 4, 5, 7, 9, 11, 12)
@@ -123,7 +123,7 @@ def _vocals(cfg: SynthConfig, n: int, rng: np.random.Generator) -> np.ndarray:
     return _pan(out, cfg.channels, 0.0)
 
 
-def make_song(cfg: SynthConfig, seed: int) -> dict[str, np.ndarray]:
+def make_toy_song(cfg: ToySongConfig, seed: int) -> dict[str, np.ndarray]:
     """``stem -> [C, N]`` float32 for one song; the mixture (their sum) peaks below 0.9."""
     rng = np.random.default_rng(seed)
     n = round(cfg.seconds * cfg.rate)
@@ -139,12 +139,15 @@ def make_song(cfg: SynthConfig, seed: int) -> dict[str, np.ndarray]:
 
 
 def write_set(
-    root: str | os.PathLike[str], songs: int = 2, cfg: SynthConfig = SynthConfig(), seed: int = 0
+    root: str | os.PathLike[str],
+    songs: int = 2,
+    cfg: ToySongConfig = ToySongConfig(),
+    seed: int = 0,
 ) -> list[Track]:
     """Write ``songs`` songs as ``<root>/test/song-NN/{mixture,vocals,drums,bass,other}.wav``."""
     out = []
     for i in range(songs):
-        song_cfg = SynthConfig(**{**cfg.__dict__, "key_hz": cfg.key_hz * 2 ** (i % 5 / 12)})
-        stems = make_song(song_cfg, seed + i)
+        song_cfg = ToySongConfig(**{**cfg.__dict__, "key_hz": cfg.key_hz * 2 ** (i % 5 / 12)})
+        stems = make_toy_song(song_cfg, seed + i)
         out.append(write_track(Path(root) / "test" / f"song-{i:02d}", stems, cfg.rate))
     return out

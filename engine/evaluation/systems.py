@@ -12,7 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -20,7 +20,8 @@ from engine.audio import read_audio, resample
 from engine.constants import STEMS
 from engine.data.musdb import Track, find_sources
 from engine.errors import StemtokError
-from engine.evaluation.baselines import DspSeparator, MixtureBaseline, OracleMask, Separator
+from engine.evaluation.baselines import DspSeparator, MixtureBaseline, OracleMask, System
+from engine.runtime.separator import Separator
 
 
 class _Shipped:
@@ -30,7 +31,7 @@ class _Shipped:
     needs_references = False
 
     def __init__(self) -> None:
-        self._separator: Any = None
+        self._separator: Separator | None = None
 
     def __call__(
         self, mixture: np.ndarray, rate: int, references: Mapping[str, np.ndarray] | None = None
@@ -43,13 +44,13 @@ class _Shipped:
         return {name: np.asarray(stems[name]) for name in STEMS}
 
 
-class DefaultModel(_Shipped):
+class DefaultSystem(_Shipped):
     """Our generative default model (``resources/models/default``)."""
 
     name = "default"
 
 
-class TeacherModel(_Shipped):
+class TeacherSystem(_Shipped):
     """Our discriminative teacher, a band-split RoFormer (``resources/models/teacher``)."""
 
     name = "teacher"
@@ -60,8 +61,12 @@ BUILTIN: dict[str, tuple[type, str, str]] = {
     "mixture": (MixtureBaseline, "F", "floor: the mixture as every stem"),
     "oracle": (OracleMask, "O", "oracle ideal ratio masks from the true stems (upper bound)"),
     "dsp": (DspSeparator, "B", "classical DSP: HPSS drums, low-pass bass, centre vocals"),
-    "default": (DefaultModel, "G", "our default model (onnxruntime, aligned decoding)"),
-    "teacher": (TeacherModel, "D", "our discriminative teacher (band-split RoFormer, onnxruntime)"),
+    "default": (DefaultSystem, "G", "our default model (onnxruntime, aligned decoding)"),
+    "teacher": (
+        TeacherSystem,
+        "D",
+        "our discriminative teacher (band-split RoFormer, onnxruntime)",
+    ),
 }
 DEFAULT_SYSTEMS: tuple[str, ...] = ("mixture", "oracle", "dsp")
 
@@ -78,11 +83,11 @@ class SystemSpec:
     description: str
     path: Path | None = None
 
-    def separator(self) -> Separator:
+    def separator(self) -> System:
         """The built-in separator (only for ``kind == "builtin"``)."""
         if self.kind != "builtin":
             raise StemtokError(f"system '{self.name}' is a folder of estimates, not a separator")
-        factory: type[Separator] = BUILTIN[self.name][0]
+        factory: type[System] = BUILTIN[self.name][0]
         return factory()
 
 

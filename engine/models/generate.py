@@ -29,7 +29,8 @@ from engine.constants import STEMS
 from engine.errors import StemtokError
 from engine.models.layout import TokenLayout
 from engine.models.lm import KVCache, SeparationLM
-from engine.models.sampling import Cancel, GenerationCancelled, Progress, Sampling
+from engine.models.sampling import Cancel, Sampling, Ticker
+from engine.progress import StepProgress
 
 
 @dataclass(frozen=True)
@@ -52,17 +53,7 @@ class _Context:
     layout: TokenLayout
     sampling: Sampling
     generator: torch.Generator | None
-    total: int
-    progress: Progress | None
-    cancel: Cancel | None
-    done: int = 0
-
-    def tick(self) -> None:
-        if self.cancel is not None and self.cancel():
-            raise GenerationCancelled("generation cancelled")
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, self.total)
+    ticker: Ticker
 
 
 # --------------------------------------------------------------------------- choosing
@@ -134,7 +125,7 @@ def _sample_track(
             choice, h = torch.where(ended[:, None], fill, choice), h.masked_fill(ended[:, None], 0)
         ids[:, i], ent[:, i] = choice, h
         pending = choice[:, None, :]
-        ctx.tick()
+        ctx.ticker.tick()
     return ids, ent, frames, cache
 
 
@@ -146,7 +137,7 @@ def generate(
     sampling: Sampling = Sampling(),
     given: Mapping[str | int, np.ndarray] | None = None,
     static_cache: bool = True,
-    progress: Progress | None = None,
+    progress: StepProgress | None = None,
     cancel: Cancel | None = None,
 ) -> Generated:
     """Write the tokens of all tracks for a batch of windows.
@@ -166,7 +157,8 @@ def generate(
     generator = None
     if sampling.temperature > 0 and sampling.seed is not None:
         generator = torch.Generator().manual_seed(sampling.seed)
-    ctx = _Context(layout, sampling, generator, n_free * layout.track_codes, progress, cancel)
+    ticker = Ticker(n_free * layout.track_codes, progress, cancel)
+    ctx = _Context(layout, sampling, generator, ticker)
     was_training = model.training
     model.eval()
     try:

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from engine.errors import StemtokError
+from engine.progress import StepProgress
 
-Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
 
 
@@ -19,6 +19,25 @@ class GenerationCancelled(StemtokError):
     """The caller's cancel callback asked generation to stop."""
 
     exit_code = 130
+
+
+@dataclass
+class Ticker:
+    """Counts generated codes: each :meth:`tick` first asks ``cancel()`` (raising
+    :class:`GenerationCancelled` with ``message``), then reports ``progress(done, total)``."""
+
+    total: int
+    progress: StepProgress | None
+    cancel: Cancel | None
+    message: str = "generation cancelled"
+    done: int = 0
+
+    def tick(self) -> None:
+        if self.cancel is not None and self.cancel():
+            raise GenerationCancelled(self.message)
+        self.done += 1
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
 
 @dataclass(frozen=True)

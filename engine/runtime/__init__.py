@@ -1,1 +1,1 @@
-"""onnxruntime engine: sessions, the decode loop and the Separator API."""
+"""onnxruntime engine: sessions, the decode loop, the Separator protocol and the two separators."""

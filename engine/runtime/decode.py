@@ -28,9 +28,11 @@ import onnxruntime as ort
 
 from engine.errors import StemtokError
 from engine.models.layout import TokenLayout
-from engine.models.sampling import Cancel, Progress, Sampling
-from engine.models.sampling import GenerationCancelled as Cancelled
+from engine.models.sampling import Cancel, GenerationCancelled, Sampling, Ticker
+from engine.progress import StepProgress
 from engine.runtime.model import Model
+
+Cancelled = GenerationCancelled  # what callers of the runtime catch
 
 
 @dataclass(frozen=True)
@@ -158,28 +160,13 @@ def choose(
 
 
 # --------------------------------------------------------------------------- the loop
-@dataclass
-class _Ticker:
-    total: int
-    progress: Progress | None
-    cancel: Cancel | None
-    done: int = 0
-
-    def tick(self) -> None:
-        if self.cancel is not None and self.cancel():
-            raise Cancelled("separation cancelled")
-        self.done += 1
-        if self.progress is not None:
-            self.progress(self.done, self.total)
-
-
 def _sample_track(
     dec: Decoder,
     pending: np.ndarray,
     layout: TokenLayout,
     sampling: Sampling,
     rng: np.random.Generator | None,
-    ticker: _Ticker,
+    ticker: Ticker,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The ``2T`` positions of one track after ``pending`` ``[B, n, K]``: ids/entropy
     ``[B, 2T, K]`` and frames ``[B]`` (the last choice is not fed)."""
@@ -208,7 +195,7 @@ def generate(
     model: Model,
     mel: np.ndarray,
     sampling: Sampling = Sampling(),
-    progress: Progress | None = None,
+    progress: StepProgress | None = None,
     cancel: Cancel | None = None,
 ) -> Tokens:
     """Tokens of all tracks for a batch of windows, log-mel ``[B, n_mels, 4T]``.
@@ -220,7 +207,7 @@ def generate(
     rng = None
     if sampling.temperature > 0:
         rng = np.random.default_rng(sampling.seed)
-    ticker = _Ticker(layout.n_tracks * layout.track_codes, progress, cancel)
+    ticker = Ticker(layout.n_tracks * layout.track_codes, progress, cancel, "separation cancelled")
     prefix, cond = model.encode(mel)
     dec = Decoder(model, b)
     dec.prefill(prefix, cond)

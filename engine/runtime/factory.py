@@ -1,25 +1,27 @@
 """Open the right separator for a model folder or name.
 
-``open_separator(model)`` reads the folder's ``model_config.json`` and returns a
-:class:`~engine.runtime.separator.Separator` (the generative token model: no ``kind``, or
+``open_separator(model)`` reads the folder's ``model_config.json`` and returns an
+:class:`~engine.runtime.lm_separator.LMSeparator` (the generative token model: no ``kind``, or
 ``"kind": "lm"``) or a :class:`~engine.runtime.teacher.TeacherSeparator` (``"kind": "teacher"``).
-Both offer ``separate(audio | path, rate, *, stems, mode, seed, progress, cancel) -> Stems`` and
-``stream(source, ...)``. Model names are resolved by :func:`engine.runtime.model.model_dir`.
+Both subclass :class:`~engine.runtime.segments.SegmentSeparator`, so both keep the
+:class:`~engine.runtime.separator.StreamingSeparator` contract: ``separate(audio | path, rate, *,
+stems, mode, seed, progress, cancel, confidence) -> Stems`` and ``stream(source, ...)``. Model
+names are resolved by :func:`engine.runtime.model.model_dir`.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 from engine.errors import StemtokError
+from engine.runtime.lm_separator import LMSeparator
 from engine.runtime.model import model_dir, read_config
-from engine.runtime.separator import Separator
+from engine.runtime.segments import SegmentSeparator
 from engine.runtime.teacher import KIND as TEACHER_KIND
 from engine.runtime.teacher import TeacherSeparator
 
-AnySeparator = Union[Separator, TeacherSeparator]  # noqa: UP007 (a runtime alias)
 _LM_KINDS = (None, "lm", "generative")
 
 
@@ -41,10 +43,10 @@ def open_separator(
     device: str = "auto",
     threads: int | None = None,
     **kwargs: Any,
-) -> AnySeparator:
+) -> SegmentSeparator:
     """The separator for ``model`` (a name or folder; ``None`` is the default model) on
     ``device``; ``kwargs`` (``batch``, ``segment_seconds``) go to its constructor."""
     folder = model_dir(model)
     if model_kind(folder) == TEACHER_KIND:
         return TeacherSeparator(folder, device=device, threads=threads, **kwargs)
-    return Separator(folder, device=device, threads=threads, **kwargs)
+    return LMSeparator(folder, device=device, threads=threads, **kwargs)

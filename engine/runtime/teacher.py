@@ -1,27 +1,25 @@
 """The discriminative teacher on onnxruntime: ``TeacherSeparator(model_dir).separate(audio, rate)``.
 
-Same library API as :class:`engine.runtime.separator.Separator` (``separate``, ``stream``,
-:class:`~engine.runtime.separator.Stems`), with one graph and no token decoding::
+The contract is :class:`engine.runtime.separator.StreamingSeparator`; segments, resampling to
+48 kHz and back and the residual come from :class:`engine.runtime.segments.SegmentSeparator`.
+This module is the model step, one graph and no token decoding, on one 48-kHz segment::
 
-    song (array or file, read block by block) ─ segments of 48 s overlapping by 2 s
-      per segment [C, n] @ rate ─ resample ─ [C, n48]
-        channel groups of the model's channel count M (a stereo teacher, M = 2: the stereo
-        pair; 5.1 as three pairs; a mono file on both inputs, the two outputs averaged; a mono
-        teacher, M = 1: every channel on its own), in the model folder's windows (3 s
-        overlapping 0.75 s in the shipped teacher), B windows of any groups per call:
-          numpy STFT (n_fft 2048, the model's hop)          [B, M, F, T] complex
-          teacher.onnx on (re, im)                          [B, 2M, F, T] -> masks [B, 4, 2M, F, T]
-          stems = complex mask x mixture spectrum           [B, 4, M, F, T]
-          optional multichannel Wiener filter ("wiener_iterations" > 0 in the folder): the
-          stems' power and 2x2 spatial covariances re-estimated by EM, each stem the Wiener
-          estimate of the mixture given them (uses the stereo image between the channels)
-          mixture consistency: the residual mix - sum(stems) goes to each stem in proportion to
-          its power in that bin ("power") or in equal shares ("equal", the unweighted
-          projection), as the model folder says, so the four spectra add up to the mixture's
-          numpy iSTFT                                       [B, 4, M, W]
-        crossfaded overlap-add ─ back to ``rate`` ─ exact length ─ the residual that resampling
-        leaves, shared equally
-      segments crossfaded; finished blocks yielded (``stream``) or collected (``separate``)
+    segment [C, n48]
+      channel groups of the model's channel count M (a stereo teacher, M = 2: the stereo
+      pair; 5.1 as three pairs; a mono file on both inputs, the two outputs averaged; a mono
+      teacher, M = 1: every channel on its own), in the model folder's windows (3 s
+      overlapping 0.75 s in the shipped teacher), B windows of any groups per call:
+        numpy STFT (n_fft 2048, the model's hop)          [B, M, F, T] complex
+        teacher.onnx on (re, im)                          [B, 2M, F, T] -> masks [B, 4, 2M, F, T]
+        stems = complex mask x mixture spectrum           [B, 4, M, F, T]
+        optional multichannel Wiener filter ("wiener_iterations" > 0 in the folder): the
+        stems' power and 2x2 spatial covariances re-estimated by EM, each stem the Wiener
+        estimate of the mixture given them (uses the stereo image between the channels)
+        mixture consistency: the residual mix - sum(stems) goes to each stem in proportion to
+        its power in that bin ("power") or in equal shares ("equal", the unweighted
+        projection), as the model folder says, so the four spectra add up to the mixture's
+        numpy iSTFT                                       [B, 4, M, W]
+      crossfaded overlap-add                              [4, C, n48]
 
 The teacher is deterministic: ``seed`` is accepted for API compatibility and changes nothing,
 and it has only the ``aligned`` mode (its output is always sample-aligned and sums to the input).
@@ -30,30 +28,25 @@ and it has only the ``aligned`` mode (its output is always sample-aligned and su
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Final
 
 import numpy as np
 
 from engine import dsp
-from engine.audio import read_audio, resample
-from engine.constants import MAX_RATE, MIN_RATE, STEMS
+from engine.constants import STEMS
 from engine.errors import StemtokError
 from engine.runtime import windows as win
-from engine.runtime.decode import Cancel, Cancelled
+from engine.runtime.decode import Cancelled
 from engine.runtime.model import model_dir as folder_of
 from engine.runtime.model import read_config
-from engine.runtime.segments import SEGMENT_OVERLAP_S, collect, stream_segments
-from engine.runtime.segments import check_audio as _check_audio
-from engine.runtime.separator import Mode, Stems, _check_stems
+from engine.runtime.segments import SegmentJob, SegmentSeparator
+from engine.runtime.separator import FractionProgress
 from engine.runtime.session import create_session, resolve_device
-from engine.runtime.sources import ArraySource, Source
 
 KIND: Final[str] = "teacher"
 GRAPH_FILE: Final[str] = "teacher.onnx"
 WEIGHTINGS: Final[tuple[str, ...]] = ("power", "equal")  # mixture-consistency residual shares
-FractionProgress = Callable[[float], None]
 _POWER_FLOOR = 1e-10  # where every stem is ~silent the residual is shared equally
 _LOAD = 1e-3  # diagonal loading of the Wiener filter's spatial covariances (trace 2)
 
@@ -212,7 +205,7 @@ def mixture_consistent(est: np.ndarray, spec: np.ndarray, weighting: str = "powe
     return out
 
 
-class TeacherSeparator:
+class TeacherSeparator(SegmentSeparator):
     """Four-stem separation with an exported teacher folder on onnxruntime.
 
     Parameters
@@ -224,6 +217,9 @@ class TeacherSeparator:
     batch : windows per graph call (bounds memory: the time attention of a 6-s window costs
         about 35 MB in the small model, a 3-s window a quarter of that).
     segment_seconds : crossfaded segments of this length bound the working memory.
+
+    ``seed`` changes nothing (the teacher is deterministic), ``confidence`` gives no curves
+    (no token entropy), and ``mode`` is only ``aligned``.
     """
 
     kind: Final[str] = KIND
@@ -236,117 +232,44 @@ class TeacherSeparator:
         batch: int = 4,
         segment_seconds: float = 48.0,
     ) -> None:
+        super().__init__(batch, segment_seconds)
         if model_dir is None:
             model_dir = folder_of(KIND)
         self.model = TeacherModel(model_dir, device, threads)
-        self.batch = max(1, batch)
-        self.segment_seconds = max(segment_seconds, 4 * SEGMENT_OVERLAP_S)
+
+    @property
+    def folder(self) -> Path:
+        return self.model.folder
 
     @property
     def rate(self) -> int:
         return self.model.sample_rate
 
-    def separate(
-        self,
-        audio: np.ndarray | str | os.PathLike[str],
-        rate: int | None = None,
-        *,
-        stems: Sequence[str] = STEMS,
-        mode: Mode = "aligned",
-        seed: int | None = None,
-        progress: FractionProgress | None = None,
-        cancel: Cancel | None = None,
-        confidence: bool = False,
-    ) -> Stems:
-        """Split ``audio`` ``[C, N]`` at ``rate`` (or a file path) into ``stems`` in memory.
-
-        ``seed`` changes nothing (the teacher is deterministic); ``progress(fraction)`` reports
-        the share done; ``cancel() -> True`` stops with :class:`Cancelled`. ``confidence`` is
-        accepted like the generative separator's, but the teacher has no token entropy: the
-        result carries no confidence curves.
-        """
-        del confidence
-        chosen = _check_stems(stems)
-        if isinstance(audio, (str, os.PathLike)):
-            audio, rate = read_audio(Path(audio))
-        if rate is None:
-            raise StemtokError("give the sample rate of the audio")
-        a = _check_audio(audio, int(rate))
-        blocks = self.stream(
-            ArraySource(a, int(rate)),
-            stems=chosen,
-            mode=mode,
-            seed=seed,
-            progress=progress,
-            cancel=cancel,
-        )
-        out = collect(blocks, np.empty((len(chosen), *a.shape), np.float32))
-        return Stems({name: out[i] for i, name in enumerate(chosen)}, int(rate))
-
-    def stream(
-        self,
-        source: Source,
-        *,
-        stems: Sequence[str] = STEMS,
-        mode: Mode = "aligned",
-        seed: int | None = None,
-        progress: FractionProgress | None = None,
-        cancel: Cancel | None = None,
-        on_entropy: Callable[..., None] | None = None,
-    ) -> Iterator[np.ndarray]:
-        """Separate ``source`` segment by segment, yielding finished blocks ``[S, C, n]`` (the
-        chosen stems in :data:`STEMS` order) that together cover the song in order.
-        ``on_entropy`` is never called (no tokens)."""
+    def check_mode(self, mode: str) -> None:
         if mode != "aligned":
             raise StemtokError(
                 f"the teacher has no {mode!r} mode: it is a discriminative "
                 "separator (use --mode aligned)"
             )
-        del seed, on_entropy  # deterministic; no tokens
-        chosen = _check_stems(stems)
-        keep = [STEMS.index(n) for n in chosen]
-        if not MIN_RATE <= source.rate <= MAX_RATE:
-            raise StemtokError(f"sample rate {source.rate} Hz is outside {MIN_RATE}-{MAX_RATE} Hz")
-        if source.length < 1:
-            raise StemtokError("the audio is empty")
 
-        def one(piece: np.ndarray, part: FractionProgress, start: int) -> np.ndarray:
-            return self._segment(piece, source.rate, part, cancel)[keep]
-
-        yield from stream_segments(source, one, len(chosen), self.segment_seconds, progress)
-
-    def _segment(
-        self, piece: np.ndarray, rate: int, progress: FractionProgress, cancel: Cancel | None
-    ) -> np.ndarray:
-        """One segment ``[C, n]`` at ``rate`` -> all four stems ``[4, C, n]`` at ``rate``."""
-        x = resample(piece, rate, self.rate)  # (C, N48)
-        stems48 = self._run(x, progress, cancel)  # (4, C, N48)
-        c, n = piece.shape
-        out = np.zeros((len(STEMS), c, n), np.float32)
-        for i in range(len(STEMS)):
-            y = resample(stems48[i], self.rate, rate)[:, :n]
-            out[i, :, : y.shape[1]] = y
-        out += (piece - out.sum(axis=0)) / len(STEMS)  # what resampling left
-        return out
-
-    def _run(self, x: np.ndarray, progress: FractionProgress, cancel: Cancel | None) -> np.ndarray:
+    def separate48(self, x: np.ndarray, job: SegmentJob, progress: FractionProgress) -> np.ndarray:
         """48-kHz ``[C, N]`` -> stems ``[4, C, N]``: windows of every channel group, batched."""
         m = self.model
         c, n = x.shape
         p = win.plan(n, m.window, m.overlap)
         groups = channel_groups(c, m.channels)
         olas = [win.OverlapAdd(p, (len(STEMS), m.channels), m.overlap) for _ in groups]
-        jobs = [(g, k) for g in range(len(groups)) for k in range(p.n_windows)]
+        todo = [(g, k) for g in range(len(groups)) for k in range(p.n_windows)]
         parts = [x[group] for group in groups]  # (M, N) each
-        for first in range(0, len(jobs), self.batch):
-            if cancel is not None and cancel():
+        for first in range(0, len(todo), self.batch):
+            if job.cancel is not None and job.cancel():
                 raise Cancelled("separation cancelled")
-            batch = jobs[first : first + self.batch]
+            batch = todo[first : first + self.batch]
             windows = np.stack([win.cut(parts[g], p, k, 1)[0] for g, k in batch])  # (B, M, W)
             out = m.separate_windows(windows)  # (B, 4, M, W)
             for (g, k), y in zip(batch, out, strict=True):
                 olas[g].add(k, y)
-            progress((first + len(batch)) / len(jobs))
+            progress((first + len(batch)) / len(todo))
         return merge_groups(groups, [ola.result() for ola in olas], c)
 
 
