@@ -7,12 +7,14 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from engine.constants import MODEL_RATE
+
 
 def karaoke_mix(
     stems: Mapping[str, np.ndarray],
     guide_db: float | None = None,
     semitones: float = 0.0,
-    rate: int = 48000,
+    rate: int = MODEL_RATE,
 ) -> np.ndarray:
     """drums + bass + other ``[C, N]``, plus vocals at ``guide_db`` dB (None: none), shifted by
     ``semitones`` (pedalboard's PitchShift; the length is kept)."""

@@ -71,9 +71,13 @@ def output_plan(fmt: str, channels: int, rate: int, sample_format: str) -> Outpu
 
 
 def run_export(
-    plan: ExportPlan, song: str, stems: Mapping[str, np.ndarray], mixer: Mixer | None,
-    rate: int, sample_format: str,
-) -> tuple[list[Path], list[str]]:  # fmt: skip
+    plan: ExportPlan,
+    song: str,
+    stems: Mapping[str, np.ndarray],
+    mixer: Mixer | None,
+    rate: int,
+    sample_format: str,
+) -> tuple[list[Path], list[str]]:
     """Write ``plan``; returns the files written and warnings (a downmix, resampling, clipping)."""
     plan.check(song)
     jobs: Sequence[tuple[Path, np.ndarray]]

@@ -44,12 +44,22 @@ F64 = npt.NDArray[np.float64]
 
 #: How hard each genre is produced (saturation and compression odds and amounts).
 HEAT: dict[str, float] = {
-    "rock": 1.0, "edm": 1.0, "electronic": 0.9, "hip-hop": 0.8, "pop": 0.65, "funk": 0.5,
-    "latin": 0.4, "ballad": 0.25, "jazz": 0.15,
-}  # fmt: skip
+    "rock": 1.0,
+    "edm": 1.0,
+    "electronic": 0.9,
+    "hip-hop": 0.8,
+    "pop": 0.65,
+    "funk": 0.5,
+    "latin": 0.4,
+    "ballad": 0.25,
+    "jazz": 0.15,
+}
 REVERB_KINDS: dict[str, tuple[float, float]] = {
-    "room": (0.3, 0.8), "chamber": (0.8, 1.5), "plate": (1.0, 2.5), "hall": (1.8, 3.5),
-}  # fmt: skip
+    "room": (0.3, 0.8),
+    "chamber": (0.8, 1.5),
+    "plate": (1.0, 2.5),
+    "hall": (1.8, 3.5),
+}
 SHORT_VERB = ("kick", "drums", "cymbals", "bass")
 
 

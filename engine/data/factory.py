@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -27,11 +27,13 @@ from typing import Any
 
 import numpy as np
 
+from engine import atomic
 from engine.audio import write_audio
 from engine.constants import MODEL_RATE, STEMS
 from engine.data import pipeline
 from engine.data.song import SongSpec
 from engine.errors import StemtokError
+from engine.progress import SecondsProgress
 
 GENERATOR_VERSION = "2"
 VERSIONS = ("1", "2")
@@ -40,8 +42,6 @@ MANIFEST = "manifest.json"
 SPLITS = ("train", "valid", "test")
 #: A repeating pattern of ten songs, 8 train : 1 valid : 1 test, so small sets get every split.
 _SPLIT_PATTERN = ("train",) * 4 + ("valid",) + ("train",) * 4 + ("test",)
-
-Progress = Callable[[float, float], None]  # (seconds done, seconds total)
 
 
 @dataclass(frozen=True)
@@ -189,7 +189,7 @@ def _song_meta(
 
 
 def synth(
-    cfg: SynthConfig, out: Path, *, jobs: int = 1, progress: Progress | None = None
+    cfg: SynthConfig, out: Path, *, jobs: int = 1, progress: SecondsProgress | None = None
 ) -> dict[str, Any]:
     """Make (or finish) the set ``cfg`` in ``out``; returns the manifest, also written there."""
     if cfg.version not in VERSIONS:
@@ -264,6 +264,4 @@ def build_manifest(cfg: SynthConfig, out: Path, jobs: list[SongJob]) -> dict[str
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
+    atomic.write_text(path, json.dumps(obj, indent=1))

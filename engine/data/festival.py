@@ -36,6 +36,7 @@ import numpy.typing as npt
 from scipy import ndimage, signal
 from scipy.io import wavfile
 
+from engine.constants import MODEL_RATE
 from engine.data import singer
 from engine.data.song import Note, Part
 from engine.errors import StemtokError
@@ -352,7 +353,7 @@ def level_curve(notes: list[Note], times: F64, rng: np.random.Generator) -> F64:
 # ---------------------------------------------------------------------------------------------
 
 
-def sing_festival(part: Part, duration: float, *, rate: int = 48_000, seed: int) -> F32:
+def sing_festival(part: Part, duration: float, *, rate: int = MODEL_RATE, seed: int) -> F32:
     """Sing a vocal part with Festival. Returns ``[N]`` float32 mono, ``N = round(duration * rate)``.
 
     ``part.voice`` "female" moves the formants up by the playback-rate trick; the output peaks
@@ -391,8 +392,11 @@ def _sing_checked(groups: list[list[Note]], takes: list[Take]) -> list[F32]:
         audio = run_festival([phrase_xml(g, t, syllables) for g, t in pairs], seconds)
     except StemtokError:
         audio = [_sing_one(g, t, syllables) for g, t in pairs]
-    bad = [k for k, ((g, t), a) in enumerate(zip(pairs, audio, strict=True))
-           if abs(len(a) / FESTIVAL_RATE - _span(g) * t.ratio) > 0.08 + 0.02 * _span(g)]  # fmt: skip
+    bad = [
+        k
+        for k, ((g, t), a) in enumerate(zip(pairs, audio, strict=True))
+        if abs(len(a) / FESTIVAL_RATE - _span(g) * t.ratio) > 0.08 + 0.02 * _span(g)
+    ]
     if bad:
         redo = run_festival([phrase_xml(*pairs[k], plain=True) for k in bad], seconds)
         for k, a in zip(bad, redo, strict=True):

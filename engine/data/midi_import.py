@@ -49,9 +49,23 @@ BASS_PROGRAMS: Final = range(32, 40)
 #: Voice programs and the vowel their sound sings (used when the file has no lyrics).
 VOICE_PROGRAMS: Final[dict[int, str]] = {52: "ah", 53: "oo", 54: "ah", 85: "ah"}
 GM_FAMILIES: Final = (
-    "piano", "chromatic percussion", "organ", "guitar", "bass", "strings", "ensemble", "brass",
-    "reed", "pipe", "synth lead", "synth pad", "synth effects", "ethnic", "percussive", "effects",
-)  # fmt: skip
+    "piano",
+    "chromatic percussion",
+    "organ",
+    "guitar",
+    "bass",
+    "strings",
+    "ensemble",
+    "brass",
+    "reed",
+    "pipe",
+    "synth lead",
+    "synth pad",
+    "synth effects",
+    "ethnic",
+    "percussive",
+    "effects",
+)
 _MIN_NOTE: Final = 0.01  # seconds
 
 

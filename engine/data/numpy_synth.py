@@ -72,29 +72,65 @@ class Timbre:
     partials: tuple[float, ...] = ()  # frequency ratios of mallet partials
 
 
-PIANO = Timbre("piano", slope=1.3, cutoff=6, start_cutoff=18, sweep=0.25, attack=0.002,
-               decay=1.4, sustain=0.0, release=0.2)  # fmt: skip
-EPIANO = Timbre("epiano", slope=3.0, cutoff=2, start_cutoff=8, sweep=0.08, attack=0.002,
-                decay=1.6, sustain=0.0, release=0.2)  # fmt: skip
+PIANO = Timbre(
+    "piano",
+    slope=1.3,
+    cutoff=6,
+    start_cutoff=18,
+    sweep=0.25,
+    attack=0.002,
+    decay=1.4,
+    sustain=0.0,
+    release=0.2,
+)
+EPIANO = Timbre(
+    "epiano",
+    slope=3.0,
+    cutoff=2,
+    start_cutoff=8,
+    sweep=0.08,
+    attack=0.002,
+    decay=1.6,
+    sustain=0.0,
+    release=0.2,
+)
 HARPSICHORD = Timbre("harpsichord", slope=0.8, cutoff=20, attack=0.001, decay=0.7, sustain=0.0)
 ORGAN = Timbre("organ", drawbars=(1, 0.8, 0.6, 0.5, 0, 0.3, 0, 0.25), attack=0.01, release=0.06)
-BASS = Timbre("bass", slope=1.0, cutoff=2.5, start_cutoff=10, sweep=0.08, attack=0.003,
-              decay=1.2, sustain=0.35, release=0.06)  # fmt: skip
-SYNTH_BASS = Timbre("synth_bass", slope=1.0, cutoff=5, start_cutoff=30, sweep=0.12,
-                    attack=0.002, decay=0.5, sustain=0.6, release=0.05)  # fmt: skip
-STRINGS = Timbre("strings", slope=1.0, cutoff=10, attack=0.15, release=0.3, vibrato=0.004,
-                 detune=6)  # fmt: skip
+BASS = Timbre(
+    "bass",
+    slope=1.0,
+    cutoff=2.5,
+    start_cutoff=10,
+    sweep=0.08,
+    attack=0.003,
+    decay=1.2,
+    sustain=0.35,
+    release=0.06,
+)
+SYNTH_BASS = Timbre(
+    "synth_bass",
+    slope=1.0,
+    cutoff=5,
+    start_cutoff=30,
+    sweep=0.12,
+    attack=0.002,
+    decay=0.5,
+    sustain=0.6,
+    release=0.05,
+)
+STRINGS = Timbre("strings", slope=1.0, cutoff=10, attack=0.15, release=0.3, vibrato=0.004, detune=6)
 CHOIR = Timbre("choir", slope=2.0, cutoff=6, attack=0.2, release=0.3, vibrato=0.006, detune=8)
-BRASS = Timbre("brass", slope=1.0, cutoff=14, start_cutoff=2, sweep=0.06, attack=0.04,
-               release=0.12)  # fmt: skip
+BRASS = Timbre("brass", slope=1.0, cutoff=14, start_cutoff=2, sweep=0.06, attack=0.04, release=0.12)
 REED = Timbre("reed", slope=1.1, odd=True, cutoff=10, attack=0.03, release=0.08, vibrato=0.004)
 PIPE = Timbre("pipe", slope=3.0, attack=0.04, release=0.1, vibrato=0.003)
 SQUARE_LEAD = Timbre("square_lead", slope=1.0, odd=True, attack=0.005, decay=0.5, sustain=0.8)
-SAW_LEAD = Timbre("saw_lead", slope=1.0, cutoff=30, attack=0.005, decay=0.5, sustain=0.8,
-                  vibrato=0.003)  # fmt: skip
+SAW_LEAD = Timbre(
+    "saw_lead", slope=1.0, cutoff=30, attack=0.005, decay=0.5, sustain=0.8, vibrato=0.003
+)
 PAD = Timbre("pad", slope=1.0, cutoff=5, attack=0.35, release=0.6, detune=12)
-SWEEP_PAD = Timbre("sweep_pad", slope=1.0, cutoff=3, start_cutoff=20, sweep=1.0, attack=0.2,
-                   release=0.6, detune=9)  # fmt: skip
+SWEEP_PAD = Timbre(
+    "sweep_pad", slope=1.0, cutoff=3, start_cutoff=20, sweep=1.0, attack=0.2, release=0.6, detune=9
+)
 GUITAR = Timbre("guitar", kind="pluck", decay=2.5, release=0.08)
 DIST_GUITAR = Timbre("dist_guitar", kind="pluck", decay=3.0, release=0.08, drive=6.0)
 MALLET = Timbre("mallet", kind="mallet", decay=0.6, release=0.3, partials=(1.0, 3.93, 9.54))
@@ -102,15 +138,48 @@ BELL = Timbre("bell", kind="mallet", decay=1.5, release=0.5, partials=(1.0, 2.76
 
 #: Timbre of each program family (program // 8), with exceptions in ``_PROGRAM_TIMBRES``.
 _FAMILY_TIMBRES: Final[tuple[Timbre, ...]] = (
-    PIANO, MALLET, ORGAN, GUITAR, BASS, STRINGS, STRINGS, BRASS,
-    REED, PIPE, SAW_LEAD, PAD, SWEEP_PAD, GUITAR, MALLET, PAD,
-)  # fmt: skip
+    PIANO,
+    MALLET,
+    ORGAN,
+    GUITAR,
+    BASS,
+    STRINGS,
+    STRINGS,
+    BRASS,
+    REED,
+    PIPE,
+    SAW_LEAD,
+    PAD,
+    SWEEP_PAD,
+    GUITAR,
+    MALLET,
+    PAD,
+)
 _PROGRAM_TIMBRES: Final[dict[int, Timbre]] = {
-    4: EPIANO, 5: EPIANO, 6: HARPSICHORD, 7: HARPSICHORD, 9: BELL, 14: BELL,
-    29: DIST_GUITAR, 30: DIST_GUITAR, 38: SYNTH_BASS, 39: SYNTH_BASS,
-    45: GUITAR, 46: GUITAR, 47: MALLET, 52: CHOIR, 53: CHOIR, 54: CHOIR, 55: BRASS,
-    80: SQUARE_LEAD, 108: MALLET, 109: REED, 110: STRINGS, 111: REED, 112: BELL,
-}  # fmt: skip
+    4: EPIANO,
+    5: EPIANO,
+    6: HARPSICHORD,
+    7: HARPSICHORD,
+    9: BELL,
+    14: BELL,
+    29: DIST_GUITAR,
+    30: DIST_GUITAR,
+    38: SYNTH_BASS,
+    39: SYNTH_BASS,
+    45: GUITAR,
+    46: GUITAR,
+    47: MALLET,
+    52: CHOIR,
+    53: CHOIR,
+    54: CHOIR,
+    55: BRASS,
+    80: SQUARE_LEAD,
+    108: MALLET,
+    109: REED,
+    110: STRINGS,
+    111: REED,
+    112: BELL,
+}
 
 
 def timbre_for(part: Part) -> Timbre:
@@ -382,10 +451,20 @@ def _noise(rate: int, length: float, rng: np.random.Generator, highpass: bool) -
 
 #: Peak level of each drum class at full velocity, before ``DRUM_LEVEL``.
 _DRUM_PEAK: Final[dict[str, float]] = {
-    "kick": 1.0, "snare": 0.9, "clap": 0.8, "rim": 0.6, "hat_closed": 0.45, "hat_pedal": 0.35,
-    "hat_open": 0.5, "crash": 0.6, "ride": 0.45, "ride_bell": 0.5, "tambourine": 0.45,
-    "shaker": 0.35, "cowbell": 0.5,
-}  # fmt: skip
+    "kick": 1.0,
+    "snare": 0.9,
+    "clap": 0.8,
+    "rim": 0.6,
+    "hat_closed": 0.45,
+    "hat_pedal": 0.35,
+    "hat_open": 0.5,
+    "crash": 0.6,
+    "ride": 0.45,
+    "ride_bell": 0.5,
+    "tambourine": 0.45,
+    "shaker": 0.35,
+    "cowbell": 0.5,
+}
 
 
 def _drum_wave(cls: str, key: int, rate: int, rng: np.random.Generator) -> np.ndarray:

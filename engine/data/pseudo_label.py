@@ -32,11 +32,13 @@ from typing import Any, Final
 
 import numpy as np
 
+from engine import atomic
 from engine.audio import READ_SUFFIXES, probe, read_audio
 from engine.constants import STEMS
 from engine.data import vad
 from engine.data.musdb import write_track
 from engine.errors import StemtokError
+from engine.progress import SecondsProgress
 from engine.runtime.model import sha256
 
 MANIFEST: Final[str] = "manifest.json"
@@ -44,7 +46,6 @@ KIND: Final[str] = "pseudo-labels"
 FORMAT: Final[int] = 1
 #: ``(vocals [C, N], rate) -> (segments in seconds, detector name)``
 Segmenter = Callable[[np.ndarray, int], tuple[vad.Segments, str]]
-Progress = Callable[[float, float], None]  # (seconds of audio done, total)
 
 
 @dataclass(frozen=True)
@@ -86,10 +87,13 @@ def find_songs(folder: Path, exclude: Path | None = None) -> list[Path]:
         raise StemtokError(f"{folder}: no such folder of songs")
     skip = exclude.resolve() if exclude is not None else None
     files = sorted(
-        f for f in folder.rglob("*")
-        if f.is_file() and f.suffix.lower() in READ_SUFFIXES and not f.name.startswith(".")
+        f
+        for f in folder.rglob("*")
+        if f.is_file()
+        and f.suffix.lower() in READ_SUFFIXES
+        and not f.name.startswith(".")
         and (skip is None or skip not in f.resolve().parents)
-    )  # fmt: skip
+    )
     if not files:
         raise StemtokError(f"{folder}: no audio files ({', '.join(READ_SUFFIXES)})")
     return files
@@ -115,8 +119,10 @@ def prepare_output(out: Path, overwrite: bool) -> None:
         raise StemtokError(f"{out}: exists and is not a folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise StemtokError(f"{out}: folder is not empty (pass --overwrite to replace "
-                               "the pseudo-labels an earlier run wrote there)")  # fmt: skip
+            raise StemtokError(
+                f"{out}: folder is not empty (pass --overwrite to replace "
+                "the pseudo-labels an earlier run wrote there)"
+            )
         old = out / MANIFEST
         if old.is_file():
             for song in _read_manifest(old).get("songs", []):
@@ -136,9 +142,7 @@ def _read_manifest(path: Path) -> dict[str, Any]:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1) + "\n")
-    os.replace(tmp, path)
+    atomic.write_json(path, obj)
 
 
 def cut(audio: np.ndarray, rate: int, segment: tuple[float, float]) -> np.ndarray:
@@ -150,9 +154,14 @@ def cut(audio: np.ndarray, rate: int, segment: tuple[float, float]) -> np.ndarra
 
 # --------------------------------------------------------------------------- one song
 def label_song(
-    separator: Any, path: Path, name: str, out: Path, cfg: PseudoLabelConfig,
-    segmenter: Segmenter, progress: Callable[[float], None] | None = None,
-) -> tuple[dict[str, Any], list[dict[str, Any]]]:  # fmt: skip
+    separator: Any,
+    path: Path,
+    name: str,
+    out: Path,
+    cfg: PseudoLabelConfig,
+    segmenter: Segmenter,
+    progress: Callable[[float], None] | None = None,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Separate one file, find its vocal segments and write one song folder per segment.
 
     Returns (the source file's entry, the entries of the song folders written).
@@ -163,24 +172,40 @@ def label_song(
     segments = vad.finalize(found, cfg.vad_config)  # the rules hold for any segmenter
     duration = audio.shape[1] / rate
     source = {
-        "file": str(path), "sha256": sha256(path), "duration": round(duration, 3),
-        "rate": rate, "channels": int(audio.shape[0]), "vad_method": method,
+        "file": str(path),
+        "sha256": sha256(path),
+        "duration": round(duration, 3),
+        "rate": rate,
+        "channels": int(audio.shape[0]),
+        "vad_method": method,
         "vocal_ratio": round(vad.vad_ratio(segments, duration), 4),
-        "segments": [[round(a, 3), round(b, 3)] for a, b in segments], "songs": [],
-    }  # fmt: skip
+        "segments": [[round(a, 3), round(b, 3)] for a, b in segments],
+        "songs": [],
+    }
     songs = []
     for k, seg in enumerate(segments, start=1):
         song = f"{name}__{k:02d}"
         parts = {s: cut(np.asarray(stems[s]), rate, seg) for s in STEMS}
-        write_track(out / cfg.split / song, parts, rate, mixture=cut(audio, rate, seg),
-                    bit_depth="32f", overwrite=cfg.overwrite)  # fmt: skip
-        songs.append({
-            "name": song, "split": cfg.split, "source": str(path),
-            "segment": [round(seg[0], 3), round(seg[1], 3)],
-            "duration": round(parts["vocals"].shape[1] / rate, 3), "rate": rate,
-            "pseudo_label": True,
-            "stems": {"mixture": "source audio", **{s: "pseudo-label" for s in STEMS}},
-        })  # fmt: skip
+        write_track(
+            out / cfg.split / song,
+            parts,
+            rate,
+            mixture=cut(audio, rate, seg),
+            bit_depth="32f",
+            overwrite=cfg.overwrite,
+        )
+        songs.append(
+            {
+                "name": song,
+                "split": cfg.split,
+                "source": str(path),
+                "segment": [round(seg[0], 3), round(seg[1], 3)],
+                "duration": round(parts["vocals"].shape[1] / rate, 3),
+                "rate": rate,
+                "pseudo_label": True,
+                "stems": {"mixture": "source audio", **{s: "pseudo-label" for s in STEMS}},
+            }
+        )
         source["songs"].append(song)
     if not segments:
         source["status"] = f"no vocal segment of {cfg.min_segment_s:g} s or more"
@@ -195,19 +220,27 @@ def model_facts(separator: Any) -> dict[str, Any]:
     model = separator.model
     config: dict[str, Any] = model.config
     return {
-        "folder": str(model.folder), "kind": config.get("kind", "lm"), "name": config.get("name"),
+        "folder": str(model.folder),
+        "kind": config.get("kind", "lm"),
+        "name": config.get("name"),
         "files": dict(config.get("files", {})),
         "config_sha256": sha256(Path(model.folder) / "model_config.json"),
-    }  # fmt: skip
+    }
 
 
 def pseudo_label(
-    src: str | os.PathLike[str], out: str | os.PathLike[str], *,
-    cfg: PseudoLabelConfig = PseudoLabelConfig(), model: str | os.PathLike[str] | None = None,
-    separator: Any = None, segmenter: Segmenter | None = None, device: str = "auto",
-    threads: int | None = None, progress: Progress | None = None,
+    src: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    cfg: PseudoLabelConfig = PseudoLabelConfig(),
+    model: str | os.PathLike[str] | None = None,
+    separator: Any = None,
+    segmenter: Segmenter | None = None,
+    device: str = "auto",
+    threads: int | None = None,
+    progress: SecondsProgress | None = None,
     on_error: Callable[[Path, str], None] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Pseudo-label every audio file under ``src`` into ``out``; returns the manifest.
 
     ``separator`` (anything with ``separate(audio, rate, progress=...) -> Stems`` and a
@@ -226,12 +259,19 @@ def pseudo_label(
     lengths = [_seconds(f) for f in files]
     total = float(sum(lengths))
     manifest: dict[str, Any] = {
-        "kind": KIND, "format": FORMAT, "created": time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                               time.gmtime()),
-        "input": str(src_dir), "stems": list(STEMS), "teacher": model_facts(separator),
-        "settings": asdict(cfg), "audio": "float32 WAV; mixture = the source audio, which the "
-        "four pseudo-label stems add up to", "total_seconds": 0.0, "songs": [], "sources": [],
-    }  # fmt: skip
+        "kind": KIND,
+        "format": FORMAT,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "input": str(src_dir),
+        "stems": list(STEMS),
+        "teacher": model_facts(separator),
+        "settings": asdict(cfg),
+        "audio": "float32 WAV; mixture = the source audio, which the "
+        "four pseudo-label stems add up to",
+        "total_seconds": 0.0,
+        "songs": [],
+        "sources": [],
+    }
     done = 0.0
     for path, name, length in zip(files, song_names(files), lengths, strict=True):
 

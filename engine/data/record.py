@@ -37,13 +37,20 @@ KICK_KEYS = (35, 36)
 DUCKED = ("pad", "bass", "bass_dist", "supersaw", "keys", "lead")
 #: Integrated loudness range (LUFS) per genre: loud genres louder.
 LOUDNESS: dict[str, tuple[float, float]] = {
-    "rock": (-11.0, -7.0), "edm": (-10.0, -7.0), "electronic": (-11.0, -7.0),
-    "hip-hop": (-11.0, -7.0), "pop": (-12.0, -8.0),
-}  # fmt: skip
+    "rock": (-11.0, -7.0),
+    "edm": (-10.0, -7.0),
+    "electronic": (-11.0, -7.0),
+    "hip-hop": (-11.0, -7.0),
+    "pop": (-12.0, -8.0),
+}
 DEFAULT_LOUDNESS = (-14.0, -9.0)
 #: Sidechain depth (dB) per genre; others get none.
-PUMP: dict[str, tuple[float, float]] = {"edm": (4.0, 10.0), "electronic": (3.0, 8.0), "pop": (1.0, 4.0),
-                                        "hip-hop": (1.0, 4.0)}  # fmt: skip
+PUMP: dict[str, tuple[float, float]] = {
+    "edm": (4.0, 10.0),
+    "electronic": (3.0, 8.0),
+    "pop": (1.0, 4.0),
+    "hip-hop": (1.0, 4.0),
+}
 
 
 def kick_times(tracks: Sequence[v1.Track]) -> list[float]:

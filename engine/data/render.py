@@ -145,17 +145,29 @@ def _fluidsynth_command(font: Path, midi: Path, out: Path, rate: int) -> list[st
         "fluidsynth",
         "-ni",  # no MIDI input, no shell
         "-q",
-        "-R", "0",  # our own reverb and chorus are added later
-        "-C", "0",
-        "-g", str(FLUIDSYNTH_GAIN),
-        "-r", str(rate),
-        "-o", "synth.dynamic-sample-loading=1",  # load only the presets in use (sf3: 6x faster)
-        "-o", "synth.polyphony=512",
-        "-T", "raw", "-O", "float", "-E", "little",  # 32-bit float stereo, no clipping
-        "-F", str(out),
+        "-R",
+        "0",  # our own reverb and chorus are added later
+        "-C",
+        "0",
+        "-g",
+        str(FLUIDSYNTH_GAIN),
+        "-r",
+        str(rate),
+        "-o",
+        "synth.dynamic-sample-loading=1",  # load only the presets in use (sf3: 6x faster)
+        "-o",
+        "synth.polyphony=512",
+        "-T",
+        "raw",
+        "-O",
+        "float",
+        "-E",
+        "little",  # 32-bit float stereo, no clipping
+        "-F",
+        str(out),
         str(font),
         str(midi),
-    ]  # fmt: skip
+    ]
 
 
 def _run_fluidsynth(cmd: list[str], timeout: float) -> None:

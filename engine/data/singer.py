@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from scipy import signal
 
+from engine.constants import MODEL_RATE
 from engine.data.song import Note, Part
 
 F32 = npt.NDArray[np.float32]
@@ -44,22 +45,43 @@ PEAK = 0.5  # output peak (-6 dBFS); the mixer sets stem levels
 # ---------------------------------------------------------------------------------------------
 
 VOWELS_MALE: dict[str, tuple[float, float, float]] = {
-    "IY": (270, 2290, 3010), "IH": (390, 1990, 2550), "EH": (530, 1840, 2480),
-    "AE": (660, 1720, 2410), "AA": (730, 1090, 2440), "AO": (570, 840, 2410),
-    "UH": (440, 1020, 2240), "UW": (300, 870, 2240), "AH": (640, 1190, 2390),
-    "ER": (490, 1350, 1690), "AX": (500, 1500, 2500),
-}  # fmt: skip
+    "IY": (270, 2290, 3010),
+    "IH": (390, 1990, 2550),
+    "EH": (530, 1840, 2480),
+    "AE": (660, 1720, 2410),
+    "AA": (730, 1090, 2440),
+    "AO": (570, 840, 2410),
+    "UH": (440, 1020, 2240),
+    "UW": (300, 870, 2240),
+    "AH": (640, 1190, 2390),
+    "ER": (490, 1350, 1690),
+    "AX": (500, 1500, 2500),
+}
 VOWELS_FEMALE: dict[str, tuple[float, float, float]] = {
-    "IY": (310, 2790, 3310), "IH": (430, 2480, 3070), "EH": (610, 2330, 2990),
-    "AE": (860, 2050, 2850), "AA": (850, 1220, 2810), "AO": (590, 920, 2710),
-    "UH": (470, 1160, 2680), "UW": (370, 950, 2670), "AH": (760, 1400, 2780),
-    "ER": (500, 1640, 1960), "AX": (580, 1700, 2900),
-}  # fmt: skip
-DIPHTHONGS = {"AY": ("AA", "IH"), "AW": ("AA", "UH"), "EY": ("EH", "IY"),
-              "OW": ("AO", "UH"), "OY": ("AO", "IY")}  # fmt: skip
+    "IY": (310, 2790, 3310),
+    "IH": (430, 2480, 3070),
+    "EH": (610, 2330, 2990),
+    "AE": (860, 2050, 2850),
+    "AA": (850, 1220, 2810),
+    "AO": (590, 920, 2710),
+    "UH": (470, 1160, 2680),
+    "UW": (370, 950, 2670),
+    "AH": (760, 1400, 2780),
+    "ER": (500, 1640, 1960),
+    "AX": (580, 1700, 2900),
+}
+DIPHTHONGS = {
+    "AY": ("AA", "IH"),
+    "AW": ("AA", "UH"),
+    "EY": ("EH", "IY"),
+    "OW": ("AO", "UH"),
+    "OY": ("AO", "IY"),
+}
 UPPER_FORMANTS = {"male": (3400.0, 4400.0), "female": (4100.0, 5100.0)}
-BANDWIDTHS = {"male": (90.0, 110.0, 140.0, 200.0, 260.0),
-              "female": (110.0, 130.0, 170.0, 250.0, 300.0)}  # fmt: skip
+BANDWIDTHS = {
+    "male": (90.0, 110.0, 140.0, 200.0, 260.0),
+    "female": (110.0, 130.0, 170.0, 250.0, 300.0),
+}
 
 
 @dataclass(frozen=True)
@@ -110,38 +132,120 @@ NOISE_SHAPES = ("none", "s", "sh", "f", "th", "breath")
 # ---------------------------------------------------------------------------------------------
 
 _WORDS: dict[str, tuple[str, ...]] = {
-    "the": ("DH", "AX"), "a": ("AX",), "i": ("AY",), "you": ("Y", "UW"), "your": ("Y", "AO", "R"),
-    "love": ("L", "AH", "V"), "come": ("K", "AH", "M"), "some": ("S", "AH", "M"),
-    "one": ("W", "AH", "N"), "done": ("D", "AH", "N"), "of": ("AH", "V"), "to": ("T", "UW"),
-    "do": ("D", "UW"), "who": ("H", "UW"), "was": ("W", "AH", "Z"), "what": ("W", "AH", "T"),
-    "are": ("AA", "R"), "eye": ("AY",), "oh": ("OW",), "ooh": ("UW",), "ah": ("AA",),
-    "now": ("N", "AW"), "how": ("H", "AW"), "down": ("D", "AW", "N"), "town": ("T", "AW", "N"),
-    "heart": ("H", "AA", "R", "T"), "there": ("DH", "EH", "R"), "where": ("W", "EH", "R"),
-    "give": ("G", "IH", "V"), "live": ("L", "IH", "V"), "have": ("H", "AE", "V"),
-    "through": ("TH", "R", "UW"), "though": ("DH", "OW"), "yeah": ("Y", "EH"),
-    "don't": ("D", "OW", "N", "T"), "won't": ("W", "OW", "N", "T"), "my": ("M", "AY"),
-    "by": ("B", "AY"), "why": ("W", "AY"), "fly": ("F", "L", "AY"), "cry": ("K", "R", "AY"),
-    "sky": ("S", "K", "AY"), "try": ("T", "R", "AY"), "dry": ("D", "R", "AY"),
-}  # fmt: skip
+    "the": ("DH", "AX"),
+    "a": ("AX",),
+    "i": ("AY",),
+    "you": ("Y", "UW"),
+    "your": ("Y", "AO", "R"),
+    "love": ("L", "AH", "V"),
+    "come": ("K", "AH", "M"),
+    "some": ("S", "AH", "M"),
+    "one": ("W", "AH", "N"),
+    "done": ("D", "AH", "N"),
+    "of": ("AH", "V"),
+    "to": ("T", "UW"),
+    "do": ("D", "UW"),
+    "who": ("H", "UW"),
+    "was": ("W", "AH", "Z"),
+    "what": ("W", "AH", "T"),
+    "are": ("AA", "R"),
+    "eye": ("AY",),
+    "oh": ("OW",),
+    "ooh": ("UW",),
+    "ah": ("AA",),
+    "now": ("N", "AW"),
+    "how": ("H", "AW"),
+    "down": ("D", "AW", "N"),
+    "town": ("T", "AW", "N"),
+    "heart": ("H", "AA", "R", "T"),
+    "there": ("DH", "EH", "R"),
+    "where": ("W", "EH", "R"),
+    "give": ("G", "IH", "V"),
+    "live": ("L", "IH", "V"),
+    "have": ("H", "AE", "V"),
+    "through": ("TH", "R", "UW"),
+    "though": ("DH", "OW"),
+    "yeah": ("Y", "EH"),
+    "don't": ("D", "OW", "N", "T"),
+    "won't": ("W", "OW", "N", "T"),
+    "my": ("M", "AY"),
+    "by": ("B", "AY"),
+    "why": ("W", "AY"),
+    "fly": ("F", "L", "AY"),
+    "cry": ("K", "R", "AY"),
+    "sky": ("S", "K", "AY"),
+    "try": ("T", "R", "AY"),
+    "dry": ("D", "R", "AY"),
+}
 _VOWEL_GROUPS = (
-    ("igh", "AY"), ("eigh", "EY"), ("ough", "AO"), ("augh", "AO"), ("ee", "IY"), ("ea", "IY"),
-    ("ie", "IY"), ("ei", "EY"), ("ey", "EY"), ("ai", "EY"), ("ay", "EY"), ("oa", "OW"),
-    ("oo", "UW"), ("ou", "AW"), ("ow", "OW"), ("oi", "OY"), ("oy", "OY"), ("au", "AO"),
-    ("aw", "AO"), ("ue", "UW"), ("ew", "UW"), ("eu", "UW"), ("ui", "UW"),
-)  # fmt: skip
+    ("igh", "AY"),
+    ("eigh", "EY"),
+    ("ough", "AO"),
+    ("augh", "AO"),
+    ("ee", "IY"),
+    ("ea", "IY"),
+    ("ie", "IY"),
+    ("ei", "EY"),
+    ("ey", "EY"),
+    ("ai", "EY"),
+    ("ay", "EY"),
+    ("oa", "OW"),
+    ("oo", "UW"),
+    ("ou", "AW"),
+    ("ow", "OW"),
+    ("oi", "OY"),
+    ("oy", "OY"),
+    ("au", "AO"),
+    ("aw", "AO"),
+    ("ue", "UW"),
+    ("ew", "UW"),
+    ("eu", "UW"),
+    ("ui", "UW"),
+)
 _SHORT = {"a": "AE", "e": "EH", "i": "IH", "o": "AA", "u": "AH", "y": "IH"}
 _LONG = {"a": "EY", "e": "IY", "i": "AY", "o": "OW", "u": "UW", "y": "AY"}
 _OPEN = {"a": "AA", "e": "IY", "i": "AY", "o": "OW", "u": "UW", "y": "IY"}
 _R_COLOURED = {"a": ("AA", "R"), "o": ("AO", "R"), "e": ("ER",), "i": ("ER",), "u": ("ER",)}
 _CONS_GROUPS = (
-    ("tch", ("CH",)), ("dge", ("JH",)), ("sch", ("S", "K")), ("sh", ("SH",)), ("ch", ("CH",)),
-    ("th", ("TH",)), ("ph", ("F",)), ("wh", ("W",)), ("qu", ("K", "W")), ("kn", ("N",)),
-    ("wr", ("R",)), ("gn", ("N",)), ("ck", ("K",)), ("ng", ("NG",)), ("nk", ("NG", "K")),
-    ("gh", ()), ("mb", ("M",)), ("x", ("K", "S")), ("c", ("K",)), ("j", ("JH",)), ("q", ("K",)),
+    ("tch", ("CH",)),
+    ("dge", ("JH",)),
+    ("sch", ("S", "K")),
+    ("sh", ("SH",)),
+    ("ch", ("CH",)),
+    ("th", ("TH",)),
+    ("ph", ("F",)),
+    ("wh", ("W",)),
+    ("qu", ("K", "W")),
+    ("kn", ("N",)),
+    ("wr", ("R",)),
+    ("gn", ("N",)),
+    ("ck", ("K",)),
+    ("ng", ("NG",)),
+    ("nk", ("NG", "K")),
+    ("gh", ()),
+    ("mb", ("M",)),
+    ("x", ("K", "S")),
+    ("c", ("K",)),
+    ("j", ("JH",)),
+    ("q", ("K",)),
     ("y", ("Y",)),
-)  # fmt: skip
-_VOICED_TH = {"this", "that", "they", "them", "then", "than", "there", "these", "those", "thy",
-              "thee", "thou", "though", "with"}  # fmt: skip
+)
+_VOICED_TH = {
+    "this",
+    "that",
+    "they",
+    "them",
+    "then",
+    "than",
+    "there",
+    "these",
+    "those",
+    "thy",
+    "thee",
+    "thou",
+    "though",
+    "with",
+}
 
 
 def syllable_phones(text: str) -> tuple[str, ...]:
@@ -851,7 +955,7 @@ def add_breaths(
 # ---------------------------------------------------------------------------------------------
 
 
-def sing(part: Part, duration: float, *, rate: int = 48_000, seed: int) -> F32:
+def sing(part: Part, duration: float, *, rate: int = MODEL_RATE, seed: int) -> F32:
     """Sing a vocal part. Returns ``[N]`` float32 mono, ``N = round(duration * rate)``.
 
     Parameters

@@ -23,9 +23,23 @@ from engine.data.pitch import yin
 from engine.errors import StemtokError
 
 GM_FAMILIES = (
-    "piano", "chromatic perc.", "organ", "guitar", "bass", "strings", "ensemble", "brass",
-    "reed", "pipe", "synth lead", "synth pad", "synth fx", "ethnic", "percussive", "sound fx",
-)  # fmt: skip
+    "piano",
+    "chromatic perc.",
+    "organ",
+    "guitar",
+    "bass",
+    "strings",
+    "ensemble",
+    "brass",
+    "reed",
+    "pipe",
+    "synth lead",
+    "synth pad",
+    "synth fx",
+    "ethnic",
+    "percussive",
+    "sound fx",
+)
 
 
 def summarise(root: Path) -> dict[str, Any]:

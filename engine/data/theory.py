@@ -13,8 +13,19 @@ from typing import Final
 import numpy as np
 
 NOTE_NAMES: Final[tuple[str, ...]] = (
-    "C", "C#", "D", "Eb", "E", "F", "F#", "G", "Ab", "A", "Bb", "B",
-)  # fmt: skip
+    "C",
+    "C#",
+    "D",
+    "Eb",
+    "E",
+    "F",
+    "F#",
+    "G",
+    "Ab",
+    "A",
+    "Bb",
+    "B",
+)
 
 #: Intervals of each mode above its tonic, in semitones.
 MODES: Final[dict[str, tuple[int, ...]]] = {
@@ -29,24 +40,46 @@ MODES: Final[dict[str, tuple[int, ...]]] = {
 #: Well-worn progressions per mode, as 0-based scale degrees (one chord per harmonic step).
 PROGRESSIONS: Final[dict[str, tuple[tuple[int, ...], ...]]] = {
     "major": (
-        (0, 4, 5, 3), (0, 5, 3, 4), (5, 3, 0, 4), (0, 3, 4, 3), (0, 3, 0, 4),
-        (1, 4, 0, 0), (0, 3, 5, 4), (0, 2, 3, 4), (3, 0, 4, 5), (0, 0, 3, 4),
+        (0, 4, 5, 3),
+        (0, 5, 3, 4),
+        (5, 3, 0, 4),
+        (0, 3, 4, 3),
+        (0, 3, 0, 4),
+        (1, 4, 0, 0),
+        (0, 3, 5, 4),
+        (0, 2, 3, 4),
+        (3, 0, 4, 5),
+        (0, 0, 3, 4),
     ),
     "minor": (
-        (0, 5, 2, 6), (0, 3, 4, 0), (0, 6, 5, 6), (0, 5, 3, 4), (0, 3, 6, 2),
-        (0, 2, 6, 3), (5, 6, 0, 0), (0, 3, 0, 4),
+        (0, 5, 2, 6),
+        (0, 3, 4, 0),
+        (0, 6, 5, 6),
+        (0, 5, 3, 4),
+        (0, 3, 6, 2),
+        (0, 2, 6, 3),
+        (5, 6, 0, 0),
+        (0, 3, 0, 4),
     ),
     "dorian": ((0, 3), (0, 3, 0, 4), (0, 2, 3, 0), (0, 6, 3, 0), (0, 1, 0, 3)),
     "mixolydian": ((0, 6, 3, 0), (0, 3, 6, 3), (0, 6, 0, 3), (0, 4, 6, 3)),
     "lydian": ((0, 1), (0, 1, 4, 0), (0, 1, 5, 4)),
     "phrygian": ((0, 1), (0, 1, 6, 1), (0, 6, 5, 1)),
-}  # fmt: skip
+}
 
 _QUALITY: Final[dict[tuple[int, ...], str]] = {
-    (4, 7): "", (3, 7): "m", (3, 6): "dim", (4, 8): "aug",
-    (4, 7, 11): "maj7", (4, 7, 10): "7", (3, 7, 10): "m7", (3, 6, 10): "m7b5",
-    (3, 7, 11): "mMaj7", (3, 6, 9): "dim7", (4, 8, 11): "augMaj7",
-}  # fmt: skip
+    (4, 7): "",
+    (3, 7): "m",
+    (3, 6): "dim",
+    (4, 8): "aug",
+    (4, 7, 11): "maj7",
+    (4, 7, 10): "7",
+    (3, 7, 10): "m7",
+    (3, 6, 10): "m7b5",
+    (3, 7, 11): "mMaj7",
+    (3, 6, 9): "dim7",
+    (4, 8, 11): "augMaj7",
+}
 
 # Krumhansl–Kessler key profiles (probe-tone ratings), index 0 = tonic.
 _KK_MAJOR: Final = np.array(

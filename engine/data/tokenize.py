@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from engine import dsp
+from engine.atomic import atomic_path
 from engine.constants import MODEL_RATE, STEMS
 from engine.data.musdb import Track, list_tracks
 from engine.errors import StemtokError
@@ -87,10 +88,8 @@ def encode_song(codec: Any, stems: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _save_npz(path: Path, codes: np.ndarray, mel: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez(tmp, codes=codes, mel=mel)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:  # keeps the .npz suffix, so numpy appends none
+        np.savez(tmp, codes=codes, mel=mel)
 
 
 def _variant_aug(seed: int, split: str, song: str, variant: int) -> dict[str, Any] | None:

@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import numpy.typing as npt
 
+from engine.constants import MODEL_RATE
 from engine.data import festival, singer
 from engine.data.song import Part
 from engine.errors import StemtokError
@@ -35,7 +36,7 @@ def choose_engine(part: Part, seed: int) -> str:
 
 
 def render_vocals(
-    part: Part, duration: float, *, rate: int = 48_000, seed: int, engine: str = "auto"
+    part: Part, duration: float, *, rate: int = MODEL_RATE, seed: int, engine: str = "auto"
 ) -> F32:
     """Sing ``part`` for ``duration`` seconds. Returns ``[N]`` float32 mono at ``rate``.
 
