@@ -10,7 +10,7 @@ crops and optimiser, until the process has used ``--cpu-minutes`` of CPU time (a
 arms are compared at equal cost even when the machine is shared); a second call resumes arms
 that have not spent their budget. ``plot`` draws the validation SI-SDR (average over stems)
 of every arm against CPU minutes and prints, per arm, the validation SI-SDR per stem at the
-largest CPU time that every arm reached.
+largest CPU time at which every arm was validated (linear between validations).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from engine.constants import STEMS
@@ -57,6 +58,10 @@ def _valid(run_dir: Path) -> list[dict[str, Any]]:
     return [r for r in rows if "valid" in r]
 
 
+def _step_at(rows: list[dict[str, Any]], cpu_s: float) -> int:
+    return int(np.interp(cpu_s, [r["cpu_s"] for r in rows], [r["step"] for r in rows]))
+
+
 def plot(out: Path, figure: Path) -> dict[str, Any]:
     import matplotlib
 
@@ -77,12 +82,14 @@ def plot(out: Path, figure: Path) -> dict[str, Any]:
             label=arm,
             lw=1.2,
         )
-        at = [r for r in rows if r["cpu_s"] <= common_cpu][-1]
+        cpu = [r["cpu_s"] for r in rows]
         table[arm] = {
-            "step": at["step"],
-            "cpu_minutes": round(at["cpu_s"] / 60, 1),
-            **{s: at["valid"]["si_sdr"].get(s) for s in (*STEMS, "avg")},
+            "cpu_minutes": round(common_cpu / 60, 1),
+            "steps_by_then": _step_at(rows, common_cpu),
         }
+        for stem in (*STEMS, "avg"):
+            values = [r["valid"]["si_sdr"].get(stem, float("nan")) for r in rows]
+            table[arm][stem] = round(float(np.interp(common_cpu, cpu, values)), 2)
     floor = next(iter(curves.values()))[-1]["valid"]["mixture_si_sdr"]["avg"]
     ax.axhline(floor, color="grey", ls="--", lw=0.8, label="mixture")
     ax.axvline(common_cpu / 60, color="grey", ls=":", lw=0.8)

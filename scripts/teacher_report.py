@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -58,6 +59,7 @@ def curves(
     train = [r for r in rows if "loss" in r]
     valid = [r for r in rows if "valid" in r]
     resumes = [cpu_hours(b) for a, b in itertools.pairwise(train) if _resumed(a, b)]
+    resumes += _resumed_in_log(run, train, resumes)
     x = [start_cpu_h + cpu_hours(r) for r in train]
     xv = [start_cpu_h + cpu_hours(r) for r in valid]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
@@ -99,6 +101,23 @@ def curves(
         "last_valid": valid[-1] if valid else None,
         "best_valid": best,
     }
+
+
+def _resumed_in_log(run: Path, train: list[dict[str, Any]], known: list[float]) -> list[float]:
+    """CPU hours of the resumes ``train.log`` records ("resumed from step_N.pt") that the
+    metrics alone do not show."""
+    log = run / "train.log"
+    steps = (
+        [int(m) for m in re.findall(r"resumed from step_(\d+)\.pt", log.read_text())]
+        if log.is_file()
+        else []
+    )
+    found = []
+    for step in steps:
+        after = [r for r in train if r["step"] > step]
+        if after and cpu_hours(after[0]) not in known:
+            found.append(cpu_hours(after[0]))
+    return found
 
 
 def _resumed(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -288,6 +288,8 @@ def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) ->
         }
 
     try:
+        if trainer.best is None and trainer.step == 0:  # where the run starts (e.g. --init)
+            _validate(trainer, log, tick)
         while not budget.done(trainer.step, trainer.elapsed, trainer.cpu_s):
             rec = trainer.train_step(budget)
             stamp = tick()
