@@ -43,13 +43,8 @@ import torch
 
 from engine.constants import MODEL_RATE, STEMS
 from engine.errors import StemtokError
-from engine.models.roformer import (
-    CONFIG_FILE,
-    BandSplitRoformer,
-    TeacherConfig,
-    count_parameters,
-    load_teacher,
-)
+from engine.models.roformer import BandSplitRoformer, count_parameters, load_teacher
+from engine.models.teacher_config import CONFIG_FILE, TeacherConfig
 from engine.runtime.teacher import GRAPH_FILE, KIND, WEIGHTINGS, TeacherModel
 from engine.training.teacher import separate_batch
 from export.half_weights import cast_initialisers, round_to_float16, store_float16

@@ -63,12 +63,14 @@ def missing_imports() -> list[str]:
 def teacher_config(name: str) -> Any:
     """``tiny`` (tests), ``small`` (the shipped teacher's sizes) or ``large`` (the largest
     whose float16 weights still fit one 16-MiB file: 7.5 M parameters)."""
-    from engine.models.roformer import TeacherConfig
+    from engine.models.teacher_config import TeacherConfig
 
     configs = {
-        "tiny": TeacherConfig.small(name="tiny", n_bands=6, dim=16, depth=1, heads=2, mask_mult=1),
-        "small": TeacherConfig.small(),
-        "large": TeacherConfig.small(name="large", dim=128, depth=6, heads=8, mask_mult=1),
+        "tiny": TeacherConfig.named(
+            "small", name="tiny", n_bands=6, dim=16, depth=1, heads=2, mask_mult=1
+        ),
+        "small": TeacherConfig.named("small"),
+        "large": TeacherConfig.named("small", name="large", dim=128, depth=6, heads=8, mask_mult=1),
     }
     return configs[name]
 
@@ -172,7 +174,8 @@ def start_weights(init: Path | None, cfg: Any) -> Any:
 def train(args: argparse.Namespace, cfg: Any, data: list[Path], run: Path, minutes: float) -> Any:
     import torch
 
-    from engine.training.teacher import TeacherTrainConfig, train_teacher
+    from engine.models.teacher_config import TeacherTrainConfig
+    from engine.training.teacher import train_teacher
 
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if cuda:

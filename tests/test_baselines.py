@@ -134,7 +134,7 @@ def test_round_trip_chunks_cross_fade_to_the_whole() -> None:
     from engine.models.codec_config import CodecConfig
 
     class Echo(torch.nn.Module):  # stands in for a codec: decode(encode(x)) == x
-        cfg = CodecConfig.small()
+        cfg = CodecConfig.named("small")
 
         def encode(self, w: torch.Tensor) -> torch.Tensor:
             return w

@@ -29,7 +29,7 @@ def _wave(b: int = 2, frames: int = 4, seed: int = 0) -> torch.Tensor:
 
 
 def test_config_json_round_trip(tmp_path: Path) -> None:
-    for cfg in (CodecConfig.small(), CodecConfig.paper(), tiny_codec_config()):
+    for cfg in (CodecConfig.named("small"), CodecConfig.named("paper"), tiny_codec_config()):
         cfg.save(tmp_path)
         again = CodecConfig(**json.loads((tmp_path / "codec_config.json").read_text()))
         assert again == cfg
@@ -37,7 +37,7 @@ def test_config_json_round_trip(tmp_path: Path) -> None:
 
 
 def test_config_rates_and_bitrates() -> None:
-    small, paper = CodecConfig.small(), CodecConfig.paper()
+    small, paper = CodecConfig.named("small"), CodecConfig.named("paper")
     assert small.frame_rate == 12.5 and small.upsample == 8
     assert small.frames(192_000) == 50
     assert (paper.n_levels, paper.codebook_size) == (16, 1024)
@@ -49,7 +49,7 @@ def test_config_rates_and_bitrates() -> None:
 
 def test_config_rejects_bad_values(tmp_path: Path) -> None:
     with pytest.raises(StemtokError):
-        CodecConfig.small(semantic="hubert")
+        CodecConfig.named("small", semantic="hubert")
     (tmp_path / "codec_config.json").write_text(json.dumps({"bogus": 1}))
     with pytest.raises(StemtokError, match="unknown fields"):
         CodecConfig.load(tmp_path)
@@ -57,7 +57,7 @@ def test_config_rejects_bad_values(tmp_path: Path) -> None:
 
 def test_paper_config_shapes_and_parameter_count() -> None:
     torch.manual_seed(0)
-    codec = Codec(CodecConfig.paper()).eval()
+    codec = Codec(CodecConfig.named("paper")).eval()
     n = count_parameters(codec)
     assert 100e6 < n < 160e6, n  # encoders + two decoders of width 512 / 384
     assert len(codec.rvq_acoustic.layers) == 16

@@ -21,7 +21,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 TINY = dataclasses.replace(
-    LMConfig.small(),
+    LMConfig.named("small"),
     n_levels=2,
     codebook_size=8,
     n_frames=4,
@@ -98,7 +98,7 @@ def test_frozen_encoder_a1_is_fixed_and_untrained() -> None:
 
 
 def test_paper_encoder_sizes() -> None:
-    cfg = LMConfig.paper()
+    cfg = LMConfig.named("paper")
     with torch.device("meta"):
         enc = ConformerEncoder(cfg)
     assert len(enc.blocks) == 8

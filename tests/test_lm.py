@@ -132,7 +132,7 @@ def test_parallel_tracks_do_not_see_each_other() -> None:
 
 # --------------------------------------------------------------------------- configs
 def test_paper_config_sizes_and_parameter_count() -> None:
-    cfg = LMConfig.paper()
+    cfg = LMConfig.named("paper")
     assert (cfg.n_layers, cfg.n_heads, cfg.dim, cfg.dropout) == (16, 16, 2048, 0.1)
     assert (cfg.enc_layers, cfg.enc_heads, cfg.enc_conv_kernel) == (8, 12, 31)
     assert (cfg.n_levels, cfg.codebook_size, cfg.loss_weights[:3]) == (16, 1024, (2.0, 1.0, 1.0))
@@ -164,9 +164,9 @@ def test_named_configs_and_ablations() -> None:
 
 
 def test_config_json_round_trip() -> None:
-    cfg = LMConfig.small().ablation("a3")
+    cfg = LMConfig.named("small").ablation("a3")
     assert LMConfig.from_json(json.loads(json.dumps(cfg.to_json()))) == cfg
-    t = TrainConfig.small()
+    t = TrainConfig.named("small")
     assert TrainConfig.from_json(json.loads(json.dumps(t.to_json()))) == t
 
 
@@ -313,7 +313,7 @@ def test_frame_embedding_marks_the_frame_each_position_is_about() -> None:
     model = SeparationLM(TINY)
     assert model.frame_emb is not None and float(model.frame_emb.weight.detach().abs().sum()) == 0.0
     assert tiny_lm(dataclasses.replace(TINY, frame_embedding=False)).frame_emb is None
-    assert not LMConfig.paper().frame_embedding and LMConfig.small().frame_embedding
+    assert not LMConfig.named("paper").frame_embedding and LMConfig.named("small").frame_embedding
 
 
 def test_aligned_mixture_gives_each_token_position_its_own_frame() -> None:
@@ -336,4 +336,4 @@ def test_aligned_mixture_gives_each_token_position_its_own_frame() -> None:
         torch.testing.assert_close(model(mel, ids), plain(mel, ids))
     assert float(SeparationLM(TINY).mix_inject.weight.detach().abs().sum()) == 0.0  # type: ignore[union-attr]
     assert plain.mix_inject is None
-    assert not LMConfig.paper().aligned_mixture and LMConfig.small().aligned_mixture
+    assert not LMConfig.named("paper").aligned_mixture and LMConfig.named("small").aligned_mixture

@@ -17,18 +17,18 @@ from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.roformer import (
     BandSplitRoformer,
-    TeacherConfig,
     apply_masks,
     band_edges,
     count_parameters,
     load_teacher,
     spec_input,
 )
-from engine.training.teacher import TeacherTrainConfig, evaluate, losses, train_teacher
+from engine.models.teacher_config import TeacherConfig, TeacherTrainConfig
+from engine.training.teacher import evaluate, losses, train_teacher
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 RATE = 48_000
-TINY = TeacherConfig.small(name="tiny", n_bands=6, dim=16, depth=1, heads=2, mask_mult=1)
+TINY = TeacherConfig.named("small", name="tiny", n_bands=6, dim=16, depth=1, heads=2, mask_mult=1)
 TINY_MONO = replace(TINY, channels=1)
 
 
@@ -56,18 +56,18 @@ def test_shapes_and_sizes(cfg: TeacherConfig) -> None:
 
 
 def test_sizes_of_the_named_configs() -> None:
-    assert TeacherConfig.small().channels == 2  # stereo, like the paper's model
-    small = count_parameters(BandSplitRoformer(TeacherConfig.small()))
+    assert TeacherConfig.named("small").channels == 2  # stereo, like the paper's model
+    small = count_parameters(BandSplitRoformer(TeacherConfig.named("small")))
     assert 4e6 < small < 6e6
-    mono = count_parameters(BandSplitRoformer(TeacherConfig.small(channels=1)))
+    mono = count_parameters(BandSplitRoformer(TeacherConfig.named("small", channels=1)))
     assert 2e6 < mono < 4e6
     with torch.device("meta"):
-        paper = count_parameters(BandSplitRoformer(TeacherConfig.paper()))
+        paper = count_parameters(BandSplitRoformer(TeacherConfig.named("paper")))
     assert 60e6 < paper < 90e6  # BS-RoFormer's main model is of this order
     with pytest.raises(ValueError):
-        TeacherConfig.small(dim=30, heads=4)
+        TeacherConfig.named("small", dim=30, heads=4)
     with pytest.raises(ValueError, match="channels"):
-        TeacherConfig.small(channels=3)
+        TeacherConfig.named("small", channels=3)
 
 
 def test_masks_sum_to_one_so_stems_sum_to_the_mixture() -> None:
@@ -304,3 +304,14 @@ def test_lossy_examples_keep_the_sum(stem_set: Path, tmp_path: Path) -> None:
     np.testing.assert_allclose(stems.sum(axis=1), mix, atol=1e-5)
     again = SongCrops(bank, 9600, np.random.default_rng(0)).batch(2, remix_prob=0.0)
     assert not np.allclose(again[1], mix, atol=1e-4)  # the same crops, made lossy
+
+
+def test_level_augmentation_scales_the_whole_example() -> None:
+    from engine.data import augment
+
+    rng = np.random.default_rng(0)
+    plain = augment.draw(np.random.default_rng(0))
+    quiet = augment.draw(rng, augment.AugmentConfig(level_db=(-12.0, -12.0)))
+    factor = 10 ** (-12 / 20)
+    assert np.all(quiet.gains >= 0.5 * factor - 1e-9) and np.all(quiet.gains <= 1.5 * factor)
+    np.testing.assert_allclose(plain.gains * factor, quiet.gains)  # the same stem gains, scaled

@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from engine.models.roformer import BandSplitRoformer, TeacherConfig, save_teacher
+from engine.models.roformer import BandSplitRoformer, save_teacher
+from engine.models.teacher_config import TeacherConfig
 from engine.runtime.teacher import TeacherModel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-TINY = TeacherConfig.small(name="tiny", n_bands=6, dim=16, depth=1, heads=2, mask_mult=1)
+TINY = TeacherConfig.named("small", name="tiny", n_bands=6, dim=16, depth=1, heads=2, mask_mult=1)
 
 
 def tiny_teacher(seed: int = 0) -> BandSplitRoformer:

@@ -15,9 +15,10 @@ from engine.data.musdb import write_track
 from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.codec import Codec
+from engine.models.codec_config import CodecTrainConfig
 from engine.models.codec_losses import spectral_loss
 from engine.training import common
-from engine.training.codec import CodecTrainConfig, evaluate, train_codec
+from engine.training.codec import evaluate, train_codec
 from engine.training.codec_data import CropSampler, StemBank, fixed_batch
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

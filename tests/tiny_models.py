@@ -17,7 +17,7 @@ from engine.models.lm import SeparationLM
 from engine.models.lm_config import LMConfig
 
 TINY_LM = dataclasses.replace(
-    LMConfig.small(),
+    LMConfig.named("small"),
     name="tiny",
     n_levels=3,
     codebook_size=16,
@@ -59,7 +59,7 @@ def tiny_codec_config(**kw: Any) -> CodecConfig:
         attn_window=4,
     )
     base.update(kw)
-    return CodecConfig.small(**base)
+    return CodecConfig.named("small", **base)
 
 
 def tiny_lm(cfg: LMConfig = TINY_LM, seed: int = 0) -> SeparationLM:

@@ -41,8 +41,8 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     prepare_run(args, args.data, "data")
-    from engine.models.codec_config import CodecConfig
-    from engine.training.codec import CodecTrainConfig, train_codec
+    from engine.models.codec_config import CodecConfig, CodecTrainConfig
+    from engine.training.codec import train_codec
     from engine.training.common import with_overrides
 
     cfg = CodecConfig.named(args.config)

@@ -93,6 +93,6 @@ def configs(name: str) -> tuple[LMConfig, TrainConfig]:
         cfg = LMConfig.from_json(json.loads(path.read_text()))
         tpath = path.with_name("lm_train_config.json")
         tcfg = TrainConfig.from_json(json.loads(tpath.read_text())) if tpath.is_file() else None
-        return cfg, tcfg or TrainConfig.small()
+        return cfg, tcfg or TrainConfig.named("small")
     except (OSError, ValueError, TypeError) as exc:
         raise StemtokError(f"--config {name}: {exc}") from exc

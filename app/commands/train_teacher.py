@@ -78,6 +78,14 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
         type=float,
         help="share of examples made lossy by an MP3 round trip (default 0)",
     )
+    p.add_argument(
+        "--level-db",
+        type=float,
+        nargs=2,
+        metavar=("LOW", "HIGH"),
+        help="one gain per example drawn in [LOW, HIGH] dB, for songs from quiet to mastered "
+        "(default 0 0)",
+    )
     p.add_argument("--batch-size", type=int, help="crops per step (default 4)")
     p.add_argument("--crop-seconds", type=float, help="crop length (default 3)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
@@ -100,9 +108,9 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     for data in args.data:
         prepare_run(args, data, "data")
-    from engine.models.roformer import TeacherConfig
+    from engine.models.teacher_config import TeacherConfig, TeacherTrainConfig
     from engine.training.common import with_overrides
-    from engine.training.teacher import TeacherTrainConfig, train_teacher
+    from engine.training.teacher import train_teacher
 
     tcfg = with_overrides(
         TeacherTrainConfig(),
@@ -116,6 +124,7 @@ def run(args: argparse.Namespace) -> int:
         schedule=args.schedule,
         cycle_steps=args.cycle_steps,
         mp3_prob=args.mp3_prob,
+        level_db=tuple(args.level_db) if args.level_db else None,
     )
     cfg = replace(TeacherConfig.named(args.config), channels=args.channels)
     init = None

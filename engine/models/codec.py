@@ -29,12 +29,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from engine.atomic import atomic_path
 from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.codec_blocks import LocalTransformer, convnext_stack, downsample, upsample
 from engine.models.codec_config import CodecConfig
 from engine.models.rvq import ResidualVQ, RVQOutput
+from engine.models.weights import load_weights, save_weights
 
 #: Targets predicted by the semantic head: 12 pitch classes, onset, loudness, 4 stem classes.
 SEMANTIC_TARGETS = 18
@@ -258,35 +258,20 @@ def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
 def save_codec(codec: Codec, folder: str | os.PathLike[str], half: bool = False) -> Path:
     """Write ``codec.pt`` (a state_dict) and ``codec_config.json`` into ``folder`` atomically."""
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    state = {
-        k: (v.half() if half and v.is_floating_point() else v).detach().cpu()
-        for k, v in codec.state_dict().items()
-    }
-    with atomic_path(out / WEIGHTS_FILE) as tmp:
-        torch.save(state, tmp)
+    path = save_weights(codec, out / WEIGHTS_FILE, half)
     codec.cfg.save(out)
-    return out / WEIGHTS_FILE
+    return path
 
 
 def load_codec(path: str | os.PathLike[str], device: str = "cpu") -> Codec:
     """Rebuild a codec from a folder with ``codec.pt`` + ``codec_config.json`` (or a training
     run folder: its latest checkpoint), in eval mode.
     """
-    from engine.training.common import latest_checkpoint
-
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent
     if not folder.is_dir():
         raise StemtokError(f"{folder}: no such codec folder")
-    cfg = CodecConfig.load(folder)
-    if (folder / WEIGHTS_FILE).is_file():
-        state = torch.load(folder / WEIGHTS_FILE, map_location=device, weights_only=True)
-    elif (ckpt := latest_checkpoint(folder)) is not None:
-        state = torch.load(ckpt, map_location=device, weights_only=True)["model"]
-    else:
-        raise StemtokError(f"{folder}: no {WEIGHTS_FILE} and no training checkpoint")
-    codec = Codec(cfg).to(device)
-    codec.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+    codec = Codec(CodecConfig.load(folder)).to(device)
+    codec.load_state_dict(load_weights(folder, WEIGHTS_FILE, device))
     return codec.eval()

@@ -1,4 +1,6 @@
-"""The codec's sizes in one frozen dataclass, saved as ``codec_config.json`` beside its weights.
+"""The codec's sizes (``CodecConfig``, saved as ``codec_config.json`` beside its weights), its
+training recipe (``CodecTrainConfig``, ``train_config.json`` in the run folder) and the named
+presets (:data:`PRESETS`: ``small``, ``paper``). No torch: the CLI reads these without it.
 
 Time grid (48 kHz mono): the codec works on an STFT with ``n_fft`` 2048 and hop 480 (100
 frames/s); one codec frame is ``frame_hop`` = 3840 samples (12.5 frames/s), i.e. 8 STFT frames.
@@ -13,7 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +26,31 @@ from engine.errors import StemtokError
 SCHEMA = 1
 SEMANTIC_KINDS = ("learned", "crepe")
 CONFIG_FILE = "codec_config.json"
+TRAIN_CONFIG_FILE = "train_config.json"
+PRESETS: dict[str, dict[str, Any]] = {
+    # trained here on 2 CPU cores: 8 levels x 256 codes per path (1.6 kbit/s)
+    "small": {},
+    # the paper's sizes: 16 levels x 1024 codes per path at 12.5 frames/s (4 kbit/s)
+    "paper": {
+        "name": "paper",
+        "n_levels": 16,
+        "codebook_size": 1024,
+        "latent_dim": 128,
+        "enc_dim": 512,
+        "enc_convnext": 8,
+        "enc_layers": 8,
+        "sem_dim": 512,
+        "sem_convnext": 4,
+        "sem_layers": 4,
+        "dec_dim": 512,
+        "dec_layers": 8,
+        "dec_convnext": 8,
+        "al_dim": 384,
+        "al_layers": 4,
+        "al_convnext": 6,
+        "heads": 8,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -94,39 +121,11 @@ class CodecConfig:
                 raise StemtokError(f"codec width {dim} is not divisible by {self.heads} heads")
 
     @classmethod
-    def small(cls, **overrides: Any) -> CodecConfig:
-        """The config trained here on 2 CPU cores: 8 levels x 256 codes per path (1.6 kbit/s)."""
-        return replace(cls(), **overrides)
-
-    @classmethod
-    def paper(cls, **overrides: Any) -> CodecConfig:
-        """The paper's sizes: 16 levels x 1024 codes per path at 12.5 frames/s (4 kbit/s)."""
-        base = cls(
-            name="paper",
-            n_levels=16,
-            codebook_size=1024,
-            latent_dim=128,
-            enc_dim=512,
-            enc_convnext=8,
-            enc_layers=8,
-            sem_dim=512,
-            sem_convnext=4,
-            sem_layers=4,
-            dec_dim=512,
-            dec_layers=8,
-            dec_convnext=8,
-            al_dim=384,
-            al_layers=4,
-            al_convnext=6,
-            heads=8,
-        )
-        return replace(base, **overrides)
-
-    @classmethod
-    def named(cls, name: str) -> CodecConfig:
-        if name not in ("small", "paper"):
-            raise StemtokError(f"unknown codec config '{name}' (choose small or paper)")
-        return cls.small() if name == "small" else cls.paper()
+    def named(cls, preset: str, /, **overrides: Any) -> CodecConfig:
+        """Preset ``preset`` (``small`` or ``paper``, :data:`PRESETS`) with ``overrides``."""
+        if preset not in PRESETS:
+            raise StemtokError(f"unknown codec config '{preset}' (choose {' or '.join(PRESETS)})")
+        return cls(**(PRESETS[preset] | overrides))
 
     @property
     def n_bins(self) -> int:
@@ -175,3 +174,42 @@ class CodecConfig:
             return cls.from_dict(json.loads(p.read_text()))
         except (OSError, ValueError) as exc:
             raise StemtokError(f"{p}: cannot read the codec config ({exc})") from exc
+
+
+@dataclass(frozen=True)
+class CodecTrainConfig:
+    """Optimisation settings (saved as ``train_config.json`` in the run folder)."""
+
+    batch_size: int = 8
+    segment_seconds: float = 4.0
+    lr: float = 1e-3
+    betas1: float = 0.8
+    betas2: float = 0.99
+    weight_decay: float = 0.01
+    warmup: int = 100
+    final_lr_ratio: float = 0.05
+    grad_clip: float = 1.0
+    max_steps: int = 100_000
+    minutes: float | None = None
+    w_spectral: float = 1.0
+    w_commit: float = 0.5
+    w_semantic: float = 1.0
+    w_aligned: float = 1.0
+    w_snr: float = 0.05
+    max_substitution: float = 0.3
+    p_drop_levels: float = 0.5
+    log_every: int = 10
+    eval_every: int = 200
+    checkpoint_minutes: float = 4.0
+    refresh_minutes: float = 5.0
+    seed: int = 0
+
+    @property
+    def segment(self) -> int:
+        return round(self.segment_seconds * MODEL_RATE)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> CodecTrainConfig:
+        """A recipe from its saved fields (fields it lacks keep their defaults)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})

@@ -4,7 +4,7 @@
 ``LMConfig.from_json(d)`` (tuples come back from JSON lists). Sizes of the token layout (K, V,
 T) come from the codec that made the tokens: :meth:`LMConfig.with_codec` sets them.
 
-Named configs (:func:`named`):
+Named configs (:func:`named`; the presets as data in :data:`PRESETS` and :data:`TRAIN_PRESETS`):
 
 =========  ==================================================================================
 ``paper``  the paper's sizes: Conformer 8 layers / 12 heads / kernel 31, LLaMA decoder 16 layers
@@ -76,6 +76,41 @@ def llama_ff_dim(dim: int, multiple_of: int = 256) -> int:
     """SwiGLU hidden width of LLaMA: 2/3 of 4 * dim, rounded up to ``multiple_of``."""
     hidden = int(2 * 4 * dim / 3)
     return multiple_of * math.ceil(hidden / multiple_of)
+
+
+PRESETS: Final[dict[str, dict[str, Any]]] = {
+    "paper": {"name": "paper", "ff_dim": llama_ff_dim(2048)},
+    "small": {
+        "name": "small",
+        "n_levels": 8,
+        "codebook_size": 256,
+        "enc_dim": 192,
+        "enc_layers": 2,
+        "enc_heads": 3,
+        "enc_stride": 4,
+        "dim": 256,
+        "n_layers": 4,
+        "n_heads": 4,
+        "n_kv_heads": 2,
+        "ff_dim": llama_ff_dim(256, 64),
+        "frame_embedding": True,
+        "aligned_mixture": True,
+    },
+}
+TRAIN_PRESETS: Final[dict[str, dict[str, Any]]] = {
+    "paper": {},
+    # the paper's recipe scaled to a CPU run of about a thousand steps: warm-up 2000 would be all
+    # of it, so warm-up is 200 and the LR halves every 2000 steps after it; 4 crops per step
+    # (more updates per CPU minute)
+    "small": {
+        "warmup_steps": 200,
+        "decay_half_life": 2000,
+        "batch_size": 4,
+        "eval_every": 250,
+        "eval_batches": 8,
+        "checkpoint_minutes": 3.0,
+    },
+}
 
 
 @dataclass(frozen=True)
@@ -165,27 +200,9 @@ class LMConfig:
 
     # ----------------------------------------------------------------- constructors
     @classmethod
-    def paper(cls) -> LMConfig:
-        return cls(name="paper", ff_dim=llama_ff_dim(2048))
-
-    @classmethod
-    def small(cls) -> LMConfig:
-        return cls(
-            name="small",
-            n_levels=8,
-            codebook_size=256,
-            enc_dim=192,
-            enc_layers=2,
-            enc_heads=3,
-            enc_stride=4,
-            dim=256,
-            n_layers=4,
-            n_heads=4,
-            n_kv_heads=2,
-            ff_dim=llama_ff_dim(256, 64),
-            frame_embedding=True,
-            aligned_mixture=True,
-        )
+    def named(cls, name: str) -> LMConfig:
+        """The preset ``small`` or ``paper`` (:data:`PRESETS`); ablations: :func:`named`."""
+        return cls(**_preset(PRESETS, name))
 
     def with_codec(self, n_levels: int, codebook_size: int, n_frames: int) -> LMConfig:
         """The same model for tokens of a codec with ``n_levels`` x ``codebook_size`` codes."""
@@ -238,22 +255,9 @@ class TrainConfig:
         return self.lr * schedule.factor(step, 0.0)
 
     @classmethod
-    def paper(cls) -> TrainConfig:
-        return cls()
-
-    @classmethod
-    def small(cls) -> TrainConfig:
-        """The paper's recipe scaled to a CPU run of about a thousand steps: warm-up 2000 would be
-        all of it, so warm-up is 200 and the LR halves every 2000 steps after it; 4 crops per
-        step (more updates per CPU minute)."""
-        return cls(
-            warmup_steps=200,
-            decay_half_life=2000,
-            batch_size=4,
-            eval_every=250,
-            eval_batches=8,
-            checkpoint_minutes=3.0,
-        )
+    def named(cls, name: str) -> TrainConfig:
+        """The recipe of preset ``small`` or ``paper`` (:data:`TRAIN_PRESETS`)."""
+        return cls(**_preset(TRAIN_PRESETS, name))
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -273,11 +277,16 @@ def named(name: str) -> tuple[LMConfig, TrainConfig]:
     base, _, key = name.lower().partition("-")
     if base in ABLATIONS and not key:
         base, key = "small", base
-    if base not in ("small", "paper"):
+    if base not in PRESETS:
         raise ValueError(f"unknown LM config {name!r}; choose from {CONFIG_NAMES}")
-    cfg = LMConfig.small() if base == "small" else LMConfig.paper()
-    train = TrainConfig.small() if base == "small" else TrainConfig.paper()
-    return (cfg.ablation(key) if key else cfg), train
+    cfg = LMConfig.named(base)
+    return (cfg.ablation(key) if key else cfg), TrainConfig.named(base)
+
+
+def _preset(table: dict[str, dict[str, Any]], name: str) -> dict[str, Any]:
+    if name not in table:
+        raise ValueError(f"unknown LM config {name!r}; choose from {tuple(table)}")
+    return table[name]
 
 
 def _check_choice(field: str, value: str, choices: tuple[str, ...]) -> None:

@@ -17,97 +17,27 @@ A stem's spectrum is the complex product mask x mixture, channel by channel
 the stereo image, which is what tells a centre-panned voice from the band around it) or 1 (mono,
 the first teachers). 48 kHz, n_fft 2048, hop 960 (``small``) or 480 (``paper``).
 
-Configs: ``small`` (trains on a CPU in an hour), ``paper`` (the sizes of the BS-RoFormer paper's
-main model: width 384, 12 layers, 8 heads, about 60 bands; tested for shapes, not trained here).
+The sizes, the training recipe and the presets (``small``, ``paper``) are in
+:mod:`engine.models.teacher_config`.
 """
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine.constants import MODEL_RATE, STEMS
+from engine.constants import MODEL_RATE
 from engine.errors import StemtokError
 from engine.models.conformer import apply_rotary, rotary_tables
+from engine.models.teacher_config import TeacherConfig
+from engine.models.weights import load_weights, save_weights
 
-CONFIG_FILE = "teacher_config.json"
 WEIGHTS_FILE = "teacher.pt"
-
-
-@dataclass(frozen=True)
-class TeacherConfig:
-    """Sizes of the band-split RoFormer (frozen; saved as ``teacher_config.json``)."""
-
-    name: str = "small"
-    n_fft: int = 2048
-    hop: int = 960  # 20 ms: half the frames of the paper's 10 ms, for CPU training
-    n_bands: int = 24
-    dim: int = 64
-    depth: int = 2  # each layer = one block over time + one block over bands
-    heads: int = 4
-    ff_mult: int = 4
-    mask_mult: int = 2
-    dropout: float = 0.0
-    rope_theta: float = 10000.0
-    n_stems: int = len(STEMS)
-    channels: int = 2  # 2: stereo in, stereo masks; 1: mono (each channel on its own)
-    band_energy: bool = True  # each band's log level is an input beside its normalised shape
-    consistent: bool = True  # the stems' masks sum to 1 (the stems add up to the mixture)
-    block: str = "transformer"  # or "rnn": a band-split RNN (BiLSTM blocks, as in BSRNN)
-
-    def __post_init__(self) -> None:
-        if self.dim % self.heads or (self.dim // self.heads) % 2:
-            raise ValueError("dim must split into heads of an even width")
-        if self.channels not in (1, 2):
-            raise ValueError("channels must be 1 (mono) or 2 (stereo)")
-        if self.block not in BLOCKS:
-            raise ValueError(f"block must be one of {sorted(BLOCKS)}")
-        if not 2 <= self.n_bands <= self.n_bins // 2:
-            raise ValueError(f"n_bands must be in [2, {self.n_bins // 2}]")
-
-    @property
-    def n_bins(self) -> int:
-        return self.n_fft // 2 + 1
-
-    @classmethod
-    def small(cls, **kw: Any) -> TeacherConfig:
-        return replace(cls(), **kw)
-
-    @classmethod
-    def paper(cls, **kw: Any) -> TeacherConfig:
-        return replace(
-            cls(name="paper", hop=480, n_bands=60, dim=384, depth=12, heads=8, dropout=0.1), **kw
-        )
-
-    @classmethod
-    def named(cls, name: str) -> TeacherConfig:
-        if name not in ("small", "paper"):
-            raise StemtokError(f"unknown teacher config {name!r} (small or paper)")
-        return cls.small() if name == "small" else cls.paper()
-
-    def save(self, folder: Path) -> None:
-        (folder / CONFIG_FILE).write_text(json.dumps(asdict(self), indent=1) + "\n")
-
-    @classmethod
-    def load(cls, folder: Path) -> TeacherConfig:
-        try:
-            return cls.from_dict(json.loads((folder / CONFIG_FILE).read_text()))
-        except (OSError, TypeError, ValueError) as exc:
-            raise StemtokError(f"{folder}: cannot read {CONFIG_FILE} ({exc})") from exc
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> TeacherConfig:
-        """A config from its saved fields; fields that older teachers lack keep the behaviour
-        those teachers were trained with."""
-        return cls(**({"channels": 1, "band_energy": False, "consistent": False} | values))
 
 
 def band_edges(n_bins: int, n_bands: int, rate: int = MODEL_RATE) -> np.ndarray:
@@ -287,28 +217,16 @@ def count_parameters(model: nn.Module) -> int:
 def save_teacher(model: BandSplitRoformer, folder: str | os.PathLike[str]) -> Path:
     """``teacher.pt`` (state_dict) + ``teacher_config.json`` into ``folder``, atomically."""
     out = Path(folder)
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = out / (WEIGHTS_FILE + ".tmp")
-    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, tmp)
-    os.replace(tmp, out / WEIGHTS_FILE)
+    path = save_weights(model, out / WEIGHTS_FILE)
     model.cfg.save(out)
-    return out / WEIGHTS_FILE
+    return path
 
 
 def load_teacher(folder: str | os.PathLike[str], device: str = "cpu") -> BandSplitRoformer:
     """A teacher from a folder with ``teacher.pt`` or a training run (its latest checkpoint)."""
-    from engine.training.common import latest_checkpoint
-
     path = Path(folder)
     if not path.is_dir():
         raise StemtokError(f"{path}: no such teacher folder")
-    cfg = TeacherConfig.load(path)
-    if (path / WEIGHTS_FILE).is_file():
-        state = torch.load(path / WEIGHTS_FILE, map_location=device, weights_only=True)
-    elif (ckpt := latest_checkpoint(path)) is not None:
-        state = torch.load(ckpt, map_location=device, weights_only=False)["model"]
-    else:
-        raise StemtokError(f"{path}: no {WEIGHTS_FILE} and no training checkpoint")
-    model = BandSplitRoformer(cfg).to(device)
-    model.load_state_dict(state)
+    model = BandSplitRoformer(TeacherConfig.load(path)).to(device)
+    model.load_state_dict(load_weights(path, WEIGHTS_FILE, device))
     return model.eval()

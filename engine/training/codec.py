@@ -19,18 +19,17 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
 import numpy as np
 import torch
 
-from engine.constants import MODEL_RATE
 from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.codec import Codec, save_codec
-from engine.models.codec_config import CodecConfig
+from engine.models.codec_config import TRAIN_CONFIG_FILE, CodecConfig, CodecTrainConfig
 from engine.models.codec_losses import (
     corrupt_codes,
     reference_spectra,
@@ -42,41 +41,6 @@ from engine.models.codec_losses import (
 from engine.models.rvq import perplexity
 from engine.training import common
 from engine.training.codec_data import Batch, CropSampler, StemBank, fixed_batch
-
-TRAIN_CONFIG_FILE = "train_config.json"
-
-
-@dataclass(frozen=True)
-class CodecTrainConfig:
-    """Optimisation settings (saved as ``train_config.json`` in the run folder)."""
-
-    batch_size: int = 8
-    segment_seconds: float = 4.0
-    lr: float = 1e-3
-    betas1: float = 0.8
-    betas2: float = 0.99
-    weight_decay: float = 0.01
-    warmup: int = 100
-    final_lr_ratio: float = 0.05
-    grad_clip: float = 1.0
-    max_steps: int = 100_000
-    minutes: float | None = None
-    w_spectral: float = 1.0
-    w_commit: float = 0.5
-    w_semantic: float = 1.0
-    w_aligned: float = 1.0
-    w_snr: float = 0.05
-    max_substitution: float = 0.3
-    p_drop_levels: float = 0.5
-    log_every: int = 10
-    eval_every: int = 200
-    checkpoint_minutes: float = 4.0
-    refresh_minutes: float = 5.0
-    seed: int = 0
-
-    @property
-    def segment(self) -> int:
-        return round(self.segment_seconds * MODEL_RATE)
 
 
 def to_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:

@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         res["speed_2_threads"] = speed(codec, 2)
         res["parameters"] = sum(p.numel() for p in codec.parameters())
     else:
-        res = ablation(CodecConfig.small(), args.data, cache, args.steps)
+        res = ablation(CodecConfig.named("small"), args.data, cache, args.steps)
     common.write_json(args.out, res)
     print(json.dumps({k: v for k, v in res.items() if k != "rows"}, indent=1), file=sys.stdout)
     return 0

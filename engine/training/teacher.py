@@ -27,7 +27,7 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -40,62 +40,13 @@ from engine.dsp import rms_db
 from engine.errors import StemtokError
 from engine.models import codec_dsp
 from engine.models.codec_losses import magnitude
-from engine.models.roformer import (
-    BandSplitRoformer,
-    TeacherConfig,
-    apply_masks,
-    save_teacher,
-    spec_input,
-)
+from engine.models.roformer import BandSplitRoformer, apply_masks, save_teacher, spec_input
+from engine.models.teacher_config import TRAIN_CONFIG_FILE, TeacherConfig, TeacherTrainConfig
 from engine.training import common
 from engine.training.codec_data import StemBank
 from engine.training.prefetch import PrefetchCrops
 
-TRAIN_CONFIG_FILE = "teacher_train_config.json"
 MR_RESOLUTIONS: tuple[tuple[int, int], ...] = ((512, 128),)  # fine time; the model's own is 2048
-
-
-@dataclass(frozen=True)
-class TeacherTrainConfig:
-    """Optimiser, data and budget of a teacher run."""
-
-    lr: float = 1e-3
-    weight_decay: float = 0.01
-    warmup: int = 100
-    final_lr_ratio: float = 0.05
-    schedule: str = "restarts"  # or "cosine" over the budget (common.Schedule)
-    cycle_steps: int = 4000
-    cycle_decay: float = 0.7
-    batch_size: int = 4
-    crop_seconds: float = 3.0
-    remix_prob: float = 0.5
-    mp3_prob: float = 0.0  # examples made lossy (an MP3 round trip, augment.lossy)
-    compressed_weight: float = 0.0  # L1 of power-law compressed spectra (|X|^0.3, phase kept)
-    loss: str = "l1"  # "l1": time + spectral + MR L1; "sdr": -SDR; "l1+sdr": both
-    sdr_weight: float = 0.01  # of the -SDR term (dB) beside the L1 terms in "l1+sdr"
-    grad_clip: float = 5.0
-    max_steps: int = 10**9
-    minutes: float | None = None
-    cpu_minutes: float | None = None  # CPU time of the process (all threads), summed over resumes
-    checkpoint_minutes: float = 3.0
-    refresh_minutes: float = 10.0
-    log_every: int = 10
-    eval_every: int = 100
-    valid_items: int = 16
-    valid_seconds: float = 6.0
-    seed: int = 0
-    precision: str = "float32"  # "bfloat16": losses under autocast (the masks back in float32)
-    workers: int = 0  # processes making batches ahead (engine.training.prefetch); 0: in-line
-
-    @property
-    def segment(self) -> int:
-        return round(self.crop_seconds * MODEL_RATE)
-
-    @property
-    def lr_schedule(self) -> common.Schedule:
-        return common.Schedule(
-            self.schedule, self.warmup, self.final_lr_ratio, self.cycle_steps, self.cycle_decay
-        )
 
 
 # --------------------------------------------------------------------------- data
@@ -122,11 +73,16 @@ class SongCrops:
         return crop if crop.ndim == 3 else crop[:, None]
 
     def batch(
-        self, size: int, remix_prob: float, mp3_prob: float = 0.0
+        self,
+        size: int,
+        remix_prob: float,
+        mp3_prob: float = 0.0,
+        level_db: tuple[float, float] = (0.0, 0.0),
     ) -> tuple[np.ndarray, np.ndarray]:
         """Augmented ``(stems [B, 4, C, N], mixtures [B, C, N])``."""
         raw = np.stack([self.crop() for _ in range(size)])  # (B, 4, C, N)
-        return augment.augment_batch(raw, self.rng, remix_prob=remix_prob, mp3_prob=mp3_prob)
+        cfg = augment.AugmentConfig(level_db=level_db)
+        return augment.augment_batch(raw, self.rng, cfg, remix_prob=remix_prob, mp3_prob=mp3_prob)
 
 
 def fixed_valid(bank: StemBank, n: int, items: int, seed: int = 1234) -> np.ndarray:
@@ -305,7 +261,7 @@ class TeacherTrainer(common.Trainer):
         lr = tc.lr * tc.lr_schedule.factor(self.step, budget.progress(self.step, self.elapsed))
         for group in self.opt.param_groups:
             group["lr"] = lr
-        stems, mix = self.crops.batch(tc.batch_size, tc.remix_prob, tc.mp3_prob)
+        stems, mix = self.crops.batch(tc.batch_size, tc.remix_prob, tc.mp3_prob, tc.level_db)
         with torch.autocast(self.device.type, torch.bfloat16, tc.precision == "bfloat16"):
             total, parts = losses(
                 self.model,
