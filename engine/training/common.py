@@ -1,6 +1,7 @@
 """What every stemtok trainer needs, model-agnostic: device and threads, seeding, atomic
 resumable checkpoints, a log (text + JSON lines), a warm-up + cosine LR schedule that also
-honours a wall-clock budget, and a progress bar.
+honours a wall-clock budget, and a progress bar over steps (:class:`StepBar`; the engine's
+progress callbacks are :mod:`engine.progress`).
 
 A run folder looks like::
 
@@ -176,7 +177,7 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-class Progress:
+class StepBar:
     """A tqdm bar over steps when stderr is a terminal; otherwise nothing (the log has it)."""
 
     def __init__(self, total: int, initial: int, enabled: bool = True):
@@ -271,7 +272,7 @@ def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) ->
     ``OUT/best/``), checkpoint every ``checkpoint_minutes``, look for new songs every
     ``refresh_minutes``; always end with a checkpoint and the last model in ``OUT``. Returns the
     last step's record."""
-    bar = Progress(budget.max_steps if budget.max_steps < 10**9 else 0, trainer.step, progress)
+    bar = StepBar(budget.max_steps if budget.max_steps < 10**9 else 0, trainer.step, progress)
     last_ckpt = last_refresh = time.monotonic()
     cpu0 = time.process_time()
     rec: dict[str, Any] = {"step": trainer.step}
