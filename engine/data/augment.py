@@ -62,6 +62,7 @@ class AugmentConfig:
     eq_q: float = 1.2
     eq_max_db: tuple[float, ...] = (3.0, 6.0, 6.0, 6.0)  # vocals, drums, bass, other
     eq_prob: float = 1.0  # probability that a stem gets the EQ at all
+    level_db: tuple[float, float] = (0.0, 0.0)  # one gain for the whole example, drawn in dB
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ def draw(rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()) -> Draw
     """Draw gains, polarity flips and EQ gains for the four stems."""
     n_stems, n_bands = len(STEMS), len(active_bands(cfg))
     gains = rng.uniform(cfg.gain_range[0], cfg.gain_range[1], size=n_stems)
+    if cfg.level_db != (0.0, 0.0):  # drawn only when asked: other draws stay as they were
+        gains *= 10.0 ** (rng.uniform(*cfg.level_db) / 20.0)
     flips = rng.random(n_stems) < cfg.flip_prob
     limits = np.asarray(cfg.eq_max_db, dtype=np.float64)[:, None]
     eq_db = rng.uniform(-1.0, 1.0, size=(n_stems, n_bands)) * limits

@@ -70,12 +70,13 @@ def _fill(
     seed: int,
     remix_prob: float,
     mp3_prob: float,
+    level_db: tuple[float, float],
 ) -> int:
     """In a worker: one augmented batch into ``slot`` of the ring; returns ``slot``."""
     from engine.training.teacher import SongCrops
 
     crops = SongCrops(_Songs(paths), shape[-1], np.random.default_rng(seed))  # type: ignore[arg-type]
-    stems, mix = crops.batch(shape[0], remix_prob, mp3_prob)
+    stems, mix = crops.batch(shape[0], remix_prob, mp3_prob, level_db)
     out_stems, out_mix = _views(_ring(ring, slots, shape, "r+")[slot], shape)
     out_stems[:], out_mix[:] = stems, mix
     return slot
@@ -105,6 +106,7 @@ class PrefetchCrops:
         folder: Path,
     ) -> None:
         self.bank, self.rng, self.remix_prob, self.mp3_prob = bank, rng, remix_prob, 0.0
+        self.level_db = (0.0, 0.0)
         self.shape = (size, channels, n)
         self.slots = 2 * workers
         folder.mkdir(parents=True, exist_ok=True)
@@ -131,16 +133,22 @@ class PrefetchCrops:
             seed,
             self.remix_prob,
             self.mp3_prob,
+            self.level_db,
         )
         self.pending.append(self.pool.submit(_fill, *args))
 
     def batch(
-        self, size: int, remix_prob: float, mp3_prob: float = 0.0
+        self,
+        size: int,
+        remix_prob: float,
+        mp3_prob: float = 0.0,
+        level_db: tuple[float, float] = (0.0, 0.0),
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(stems [B, 4, C, N], mixtures [B, C, N])``, views valid until the next call."""
         if not self.pending:
-            self.mp3_prob = mp3_prob
-        if size != self.shape[0] or (remix_prob, mp3_prob) != (self.remix_prob, self.mp3_prob):
+            self.mp3_prob, self.level_db = mp3_prob, level_db
+        asked = (remix_prob, mp3_prob, level_db)
+        if size != self.shape[0] or asked != (self.remix_prob, self.mp3_prob, self.level_db):
             raise ValueError("a prefetched batch has the size and chances it was made with")
         if not self.pending:
             for slot in range(self.slots):
