@@ -121,16 +121,9 @@ def _resumed_in_log(run: Path, train: list[dict[str, Any]], known: list[float]) 
 
 
 def _resumed(a: dict[str, Any], b: dict[str, Any]) -> bool:
-    """Whether record ``b`` was written by a later invocation than ``a`` (steps went back, or
-    more than ten minutes passed between them)."""
-    return b["step"] <= a["step"] or (
-        "time" in a and "time" in b and _gap_s(a["time"], b["time"]) > 600
-    )
-
-
-def _gap_s(a: str, b: str) -> float:
-    fmt = "%Y-%m-%dT%H:%M:%S"
-    return time.mktime(time.strptime(b, fmt)) - time.mktime(time.strptime(a, fmt))
+    """Whether record ``b`` was written by a later invocation than ``a`` (the steps went back:
+    a resume from an older checkpoint)."""
+    return bool(b["step"] <= a["step"])
 
 
 def windows(

@@ -187,13 +187,19 @@ def test_training_run_is_resumable_and_loadable(stem_set: Path, tmp_path: Path) 
         log_every=1,
         eval_every=2,
         checkpoint_minutes=100.0,
-        valid_items=2,
+        valid_per_song=1,
     )
     out = tmp_path / "run"
     rec = train_teacher(TINY, replace(tcfg, max_steps=2), stem_set, out, progress=False, echo=None)
     assert rec["step"] == 2 and (out / "teacher.pt").is_file()
     rec = train_teacher(TINY, replace(tcfg, max_steps=3), stem_set, out, progress=False, echo=None)
     assert rec["step"] == 3
+    # another validation set: the best so far no longer counts, the start is validated again
+    train_teacher(
+        TINY, replace(tcfg, max_steps=3, valid_per_song=2), stem_set, out, progress=False, echo=None
+    )
+    again = json.loads((out / "best" / "best.json").read_text())
+    assert again["step"] == 3 and len(again["valid"]["si_sdr"]) >= 1
     lines = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in lines if "loss" in r] == [1, 2, 3]
     assert any("valid" in r for r in lines)
@@ -246,7 +252,7 @@ def test_long_runs_keep_the_best_model_and_their_cpu_hours(stem_set: Path, tmp_p
         log_every=1,
         eval_every=1,
         checkpoint_minutes=100.0,
-        valid_items=2,
+        valid_per_song=1,
         valid_seconds=0.5,
         max_steps=3,
     )
@@ -282,7 +288,7 @@ def test_songs_added_while_training_are_picked_up(stem_set: Path, tmp_path: Path
     extra = tmp_path / "extra"
     rng = np.random.default_rng(1)
     write_track(extra / "train" / "a", _song(rng, 1.2), RATE, bit_depth="32f")
-    tcfg = TeacherTrainConfig(crop_seconds=0.5, valid_items=1, valid_seconds=0.5)
+    tcfg = TeacherTrainConfig(crop_seconds=0.5, valid_per_song=1, valid_seconds=0.5)
     log = RunLog(tmp_path / "run")
     trainer = TeacherTrainer(
         TINY, tcfg, [stem_set, extra], tmp_path / "run", torch.device("cpu"), log

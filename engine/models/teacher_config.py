@@ -139,7 +139,7 @@ class TeacherTrainConfig:
     refresh_minutes: float = 10.0
     log_every: int = 10
     eval_every: int = 100
-    valid_items: int = 16
+    valid_per_song: int = 4  # evenly spaced validation crops from every valid song
     valid_seconds: float = 6.0
     seed: int = 0
     precision: str = "float32"  # "bfloat16": losses under autocast (the masks back in float32)

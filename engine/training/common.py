@@ -225,6 +225,7 @@ class Trainer:
     def __init__(self) -> None:
         self.step, self.elapsed, self.cpu_s = 0, 0.0, 0.0
         self.best: float | None = None
+        self.valid_key = ""  # what the validation set is; ``best`` only counts on the same one
 
     def train_step(self, budget: Budget) -> dict[str, Any]:
         raise NotImplementedError
@@ -255,12 +256,14 @@ class Trainer:
             "elapsed_s": self.elapsed,
             "cpu_s": self.cpu_s,
             "best": self.best,
+            "valid_key": self.valid_key,
         }
 
     def restore_counters(self, state: dict[str, Any]) -> None:
         self.step, self.elapsed = int(state["step"]), float(state["elapsed_s"])
         self.cpu_s = float(state.get("cpu_s", state["elapsed_s"]))
-        self.best = state.get("best")
+        same = state.get("valid_key", "") == self.valid_key
+        self.best = state.get("best") if same else None  # a new validation set starts afresh
 
     def checkpoint(self) -> Path:
         return save_checkpoint(self.out, self.state() | self.counters())
@@ -289,7 +292,7 @@ def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) ->
         }
 
     try:
-        if trainer.best is None and trainer.step == 0:  # where the run starts (e.g. --init)
+        if trainer.best is None:  # where a run (or a new validation set) starts, e.g. --init
             _validate(trainer, log, tick)
         while not budget.done(trainer.step, trainer.elapsed, trainer.cpu_s):
             rec = trainer.train_step(budget)

@@ -85,11 +85,17 @@ class SongCrops:
         return augment.augment_batch(raw, self.rng, cfg, remix_prob=remix_prob, mp3_prob=mp3_prob)
 
 
-def fixed_valid(bank: StemBank, n: int, items: int, seed: int = 1234) -> np.ndarray:
-    """A deterministic validation batch ``[items, 4, C, N]`` (no augmentation)."""
-    rng = np.random.default_rng(seed)
-    sampler = SongCrops(bank, n, rng)
-    return np.stack([sampler.crop() for _ in range(items)])
+def fixed_valid(bank: StemBank, n: int, per_song: int) -> np.ndarray:
+    """The validation batch ``[songs x per_song, 4, C, N]``: ``per_song`` crops of ``n`` samples
+    from every song of ``bank``, evenly spaced inside it (no augmentation, no randomness), so
+    every validation song counts and the numbers move with the whole set, not with a few
+    crops."""
+    crops = []
+    for song, length in enumerate(bank.lengths):
+        for start in np.linspace(0, max(0, int(length) - n), per_song + 2)[1:-1]:
+            crop = bank.crop(song, int(start), n)
+            crops.append(crop if crop.ndim == 3 else crop[:, None])
+    return np.stack(crops)
 
 
 # --------------------------------------------------------------------------- model step
@@ -235,7 +241,8 @@ class TeacherTrainer(common.Trainer):
         if (data[0] / "valid").is_dir():
             vbank = StemBank(data[0], "valid", out / "cache", channels=cfg.channels)
             n = round(tcfg.valid_seconds * MODEL_RATE)
-            self.valid = fixed_valid(vbank, n - n % cfg.hop, tcfg.valid_items)
+            self.valid = fixed_valid(vbank, n - n % cfg.hop, tcfg.valid_per_song)
+            self.valid_key = f"{data[0]}:{len(vbank.songs)}x{tcfg.valid_per_song}x{n}"
 
     def state(self) -> dict[str, Any]:
         return {
