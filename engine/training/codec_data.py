@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from engine.atomic import save_npy
 from engine.audio import resample
 from engine.constants import MODEL_RATE, STEMS
 from engine.data.musdb import Track, list_tracks
@@ -111,10 +112,8 @@ class StemBank:
         suffix = "" if self.channels == 1 else "-stereo"
         path = self.folder / f"{track.name}-{_cache_key(track)}{suffix}.npy"
         if not path.is_file():
-            tmp = path.with_suffix(".tmp.npy")
             stems = track_stems(track, self.channels)
-            np.save(tmp, (stems[:, 0] if self.channels == 1 else stems).astype(np.float16))
-            os.replace(tmp, path)
+            save_npy(path, (stems[:, 0] if self.channels == 1 else stems).astype(np.float16))
         self.songs.append(np.load(path, mmap_mode="r"))
         self.names.append(name)
 

@@ -30,6 +30,7 @@ from typing import Any, TextIO, TypeVar
 import numpy as np
 import torch
 
+from engine.atomic import atomic_path, write_text
 from engine.errors import StemtokError
 from engine.training.schedule import Schedule, lr_factor
 
@@ -102,10 +103,8 @@ def latest_checkpoint(out: str | os.PathLike[str]) -> Path | None:
 def save_checkpoint(out: Path, state: dict[str, Any], keep: int = KEEP_CHECKPOINTS) -> Path:
     """Write ``state`` atomically as ``OUT/checkpoints/step_N.pt``; keep the newest ``keep``."""
     path = checkpoint_path(out, int(state["step"]))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".pt.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
     for old in sorted(path.parent.glob("step_*.pt"))[:-keep]:
         old.unlink(missing_ok=True)
     return path
@@ -199,10 +198,8 @@ class StepBar:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=1, default=_jsonable) + "\n")
-    os.replace(tmp, path)
+    """Atomic JSON write (tensors and numpy values as lists)."""
+    write_text(path, json.dumps(obj, indent=1, default=_jsonable) + "\n")
 
 
 class Trainer:
