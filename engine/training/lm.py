@@ -56,8 +56,9 @@ def read_meta(tokdir: Path) -> dict[str, Any]:
 
 def codec_sizes(meta: dict[str, Any]) -> tuple[int, int]:
     """``(n_levels, codebook_size)`` of the codec that made the tokens."""
-    codec = next((c for c in (meta.get("codec_config"), meta.get("codec")) if isinstance(c, dict)),
-                 {})  # fmt: skip
+    codec = next(
+        (c for c in (meta.get("codec_config"), meta.get("codec")) if isinstance(c, dict)), {}
+    )
     try:
         return int(codec["n_levels"]), int(codec["codebook_size"])
     except (KeyError, TypeError, ValueError) as exc:
@@ -213,9 +214,11 @@ class LMTrainer(common.Trainer):
     def state(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
-            "optimizer": self.optimizer.state_dict(), "lm_config": self.cfg.to_json(),
-            "train_config": self.tcfg.to_json(), "rng": {"torch": torch.get_rng_state()},
-        }  # fmt: skip
+            "optimizer": self.optimizer.state_dict(),
+            "lm_config": self.cfg.to_json(),
+            "train_config": self.tcfg.to_json(),
+            "rng": {"torch": torch.get_rng_state()},
+        }
 
     def restore(self, path: Path) -> None:
         state = common.load_checkpoint(path, self.device)
@@ -229,8 +232,7 @@ class LMTrainer(common.Trainer):
     def losses(self, batch: Batch) -> LossParts:
         with _autocast(self.device):
             logits = self.model(batch.mel, batch.inputs)
-        return lm_loss(logits, batch.targets, self.allowed, self.weights,
-                       self.cfg.label_smoothing)  # fmt: skip
+        return lm_loss(logits, batch.targets, self.allowed, self.weights, self.cfg.label_smoothing)
 
     def train_step(self, budget: common.Budget | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -263,8 +265,12 @@ class LMTrainer(common.Trainer):
                 crops.codes[i * size : (i + 1) * size], crops.mel[i * size : (i + 1) * size]
             )
             parts.append(self.losses(make_batch(self.cfg, sub, self.device)))
-        mean = LossParts(*(torch.stack([getattr(p, f) for p in parts]).mean(0)
-                           for f in ("loss", "level_loss", "level_acc")))  # fmt: skip
+        mean = LossParts(
+            *(
+                torch.stack([getattr(p, f) for p in parts]).mean(0)
+                for f in ("loss", "level_loss", "level_acc")
+            )
+        )
         return _record(self.step, mean, split="valid")
 
     def validate(self) -> dict[str, Any] | None:
@@ -302,10 +308,12 @@ def _autocast(device: torch.device) -> Any:
 
 def _record(step: int, parts: LossParts, **extra: Any) -> dict[str, Any]:
     return {
-        "step": step, "loss": round(float(parts.loss.detach()), 5),
+        "step": step,
+        "loss": round(float(parts.loss.detach()), 5),
         "level_loss": [round(float(x), 4) for x in parts.level_loss],
-        "level_acc": [round(float(x), 4) for x in parts.level_acc], **extra,
-    }  # fmt: skip
+        "level_acc": [round(float(x), 4) for x in parts.level_acc],
+        **extra,
+    }
 
 
 # --------------------------------------------------------------------------- driver
@@ -357,17 +365,24 @@ def train_lm(
 
 def _intro(trainer: LMTrainer, dev: torch.device) -> str:
     cfg, bank = trainer.cfg, trainer.train_bank
-    return (f"LM '{cfg.name}' on {dev}: {count_parameters(trainer.model) / 1e6:.2f} M parameters "
-            f"({count_parameters(trainer.model, True) / 1e6:.2f} M trained), K={cfg.n_levels} "
-            f"V={cfg.codebook_size}, {len(bank)} train files ({bank.frames} frames), "
-            f"{len(trainer.valid_bank)} valid files")  # fmt: skip
+    return (
+        f"LM '{cfg.name}' on {dev}: {count_parameters(trainer.model) / 1e6:.2f} M parameters "
+        f"({count_parameters(trainer.model, True) / 1e6:.2f} M trained), K={cfg.n_levels} "
+        f"V={cfg.codebook_size}, {len(bank)} train files ({bank.frames} frames), "
+        f"{len(trainer.valid_bank)} valid files"
+    )
 
 
 # --------------------------------------------------------------------------- synthetic tokens
 def write_synthetic_tokens(
-    tokdir: str | Path, *, songs: dict[str, int], frames: int = 120, n_levels: int = 8,
-    codebook_size: int = 256, seed: int = 0,
-) -> Path:  # fmt: skip
+    tokdir: str | Path,
+    *,
+    songs: dict[str, int],
+    frames: int = 120,
+    n_levels: int = 8,
+    codebook_size: int = 256,
+    seed: int = 0,
+) -> Path:
     """Write a token set in the stored layout whose mel is a function of the codes.
 
     For tests and for developing before real tokens exist. Level-0 codes of each track and
@@ -391,12 +406,20 @@ def write_synthetic_tokens(
             spec = patterns[np.arange(4)[:, None], codes[:, 0, 0]].sum(0)  # (T, 120)
             mel = 2.0 * np.log(np.repeat(spec, MEL_PER_FRAME, axis=0).T + 1e-3) - 4.0
             name = f"{split}-{i:03d}"
-            np.savez(tokdir / split / f"{name}.npz", codes=codes.astype(np.int16),
-                     mel=mel.astype(np.float16))  # fmt: skip
+            np.savez(
+                tokdir / split / f"{name}.npz",
+                codes=codes.astype(np.int16),
+                mel=mel.astype(np.float16),
+            )
             entries.append({"split": split, "song": name, "variant": 0, "frames": frames})
     codec = {"name": "synthetic", "n_levels": n_levels, "codebook_size": codebook_size}
-    meta = {"codec_config": codec, "codec": None,
-            "set": None, "songs": entries, "augmentation": {"0": None}}  # fmt: skip
+    meta = {
+        "codec_config": codec,
+        "codec": None,
+        "set": None,
+        "songs": entries,
+        "augmentation": {"0": None},
+    }
     common.write_json(tokdir / TOKENS_FILE, meta)
     return tokdir
 

@@ -170,9 +170,11 @@ def _token_stats(
 
 # --------------------------------------------------------------------------- driver
 def evaluate_lm(
-    lm_path: str | Path, tokdir: str | Path, settings: EvalSettings = EvalSettings(),
+    lm_path: str | Path,
+    tokdir: str | Path,
+    settings: EvalSettings = EvalSettings(),
     progress: Progress | None = None,
-) -> dict[str, Any]:  # fmt: skip
+) -> dict[str, Any]:
     """Score the LM at ``lm_path`` on the ``settings.split`` songs of ``tokdir``."""
     from engine.models.codec import load_codec
 
@@ -209,14 +211,18 @@ def evaluate_lm(
     codes_w, mels_w = np.concatenate(all_codes), np.concatenate(all_mels)
     other = np.roll(mels_w, len(all_codes[0]), axis=0)  # each window gets another song's mix
     return {
-        "lm": str(lm_path), "lm_config": model.cfg.name, "tokens": str(tokdir),
-        "settings": asdict(settings), "windows": n_windows,
+        "lm": str(lm_path),
+        "lm_config": model.cfg.name,
+        "tokens": str(tokdir),
+        "settings": asdict(settings),
+        "windows": n_windows,
         "teacher_forced_acc": _rounded(_token_stats(model, codes_w, mels_w)["acc"]),
         "teacher_forced_acc_other_mixture": _rounded(_token_stats(model, codes_w, other)["acc"]),
         "generated_equals_oracle": np.mean(agree, axis=0).round(4).tolist(),
         "mean_entropy_nats": round(float(np.mean(ent)), 3),
-        "silent_windows_skipped": dict(scores.skipped), **scores.table(),
-    }  # fmt: skip
+        "silent_windows_skipped": dict(scores.skipped),
+        **scores.table(),
+    }
 
 
 def _rounded(values: list[float]) -> list[float]:
@@ -224,9 +230,14 @@ def _rounded(values: list[float]) -> list[float]:
 
 
 def _score_song(
-    codec: Any, scores: Scores, ref: np.ndarray, mix: np.ndarray, oracle: np.ndarray,
-    generated: np.ndarray, vq: bool,
-) -> None:  # fmt: skip
+    codec: Any,
+    scores: Scores,
+    ref: np.ndarray,
+    mix: np.ndarray,
+    oracle: np.ndarray,
+    generated: np.ndarray,
+    vq: bool,
+) -> None:
     for source, codes in (("oracle", oracle), ("generated", generated)):
         for mode, est in _decode(codec, codes, mix).items():
             scores.add(source, mode, ref, est, vq)
@@ -235,8 +246,11 @@ def _score_song(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m engine.training.lm_eval", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)  # fmt: skip
+    p = argparse.ArgumentParser(
+        prog="python -m engine.training.lm_eval",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--lm", type=Path, required=True, help="lm.pt of a training run")
     p.add_argument("--tokens", type=Path, required=True, help="token folder (TOKDIR)")
     p.add_argument("--split", default="test")
@@ -249,8 +263,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     settings = EvalSettings(args.split, args.songs, args.windows, not args.no_visqol)
     try:
-        report = evaluate_lm(args.lm, args.tokens, settings,
-                             progress=lambda m: print(m, file=sys.stderr))  # fmt: skip
+        report = evaluate_lm(
+            args.lm, args.tokens, settings, progress=lambda m: print(m, file=sys.stderr)
+        )
     except StemtokError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
