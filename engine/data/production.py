@@ -410,6 +410,26 @@ def reverb_return(bus: np.ndarray, room: Room, rate: int) -> np.ndarray:
 # ---------------------------------------------------------------- the whole song
 
 
+def song_length(tracks: Sequence[tuple[Part, np.ndarray]], length: int | None) -> int:
+    """``length``, or the longest track's when None; a one-line error when there is nothing."""
+    n = (
+        length
+        if length is not None
+        else max((np.asarray(x).shape[-1] for _, x in tracks), default=0)
+    )
+    if n <= 0:
+        raise StemtokError("nothing to produce: no tracks and no length given")
+    return int(n)
+
+
+def pad_track(audio: np.ndarray, name: str, n: int) -> np.ndarray:
+    """A track as mono float32 ``[n]``: cut to ``n`` samples or padded with silence."""
+    x = np.zeros(n, dtype=np.float32)
+    a = _as_mono(audio, name)[:n]
+    x[: a.size] = a
+    return x
+
+
 def _as_mono(x: np.ndarray, name: str) -> np.ndarray:
     a = np.asarray(x, dtype=np.float32)
     if a.ndim == 2 and a.shape[0] == 1:
@@ -473,13 +493,7 @@ def produce(
         ``stems[name]`` ``[2, N]`` for every name in :data:`STEMS` (zeros when silent),
         ``mixture`` ``[2, N]``, ``chain`` for the manifest.
     """
-    n = (
-        length
-        if length is not None
-        else max((np.asarray(x).shape[-1] for _, x in tracks), default=0)
-    )
-    if n <= 0:
-        raise StemtokError("nothing to produce: no tracks and no length given")
+    n = song_length(tracks, length)
     rng = np.random.default_rng(seed)
     room = draw_room(rng, cfg)
     params = _draw_all(tracks, rng, tempo)
@@ -487,9 +501,7 @@ def produce(
     bus = {s: np.zeros((2, n), dtype=np.float64) for s in STEMS}
     records: list[dict[str, Any]] = []
     for (part, audio), p in zip(tracks, params, strict=True):
-        x = np.zeros(n, dtype=np.float32)
-        a = _as_mono(audio, part.name)[:n]
-        x[: a.size] = a
+        x = pad_track(audio, part.name, n)
         if float(np.abs(x).max()) < SILENCE:  # nothing (or only dither) rendered
             records.append({"name": part.name, "stem": part.stem, "silent": True})
             continue

@@ -28,7 +28,6 @@ import numpy.typing as npt
 from engine.constants import MODEL_RATE, STEMS
 from engine.data import chains, mixbus
 from engine.data import production as v1
-from engine.errors import StemtokError
 
 F64 = npt.NDArray[np.float64]
 _CFG = v1.ProductionConfig()
@@ -96,13 +95,6 @@ def room_mic(kit: F64, ir: F64, level_db: float) -> F64:
     return np.asarray(squashed * 10.0 ** (level_db / 20.0))
 
 
-def _pad(audio: np.ndarray, name: str, n: int) -> np.ndarray:
-    x = np.zeros(n, dtype=np.float32)
-    a = v1._as_mono(audio, name)[:n]
-    x[: a.size] = a
-    return x
-
-
 def produce_record(
     tracks: Sequence[v1.Track],
     *,
@@ -118,13 +110,7 @@ def produce_record(
     Same contract as :func:`engine.data.production.produce`; the mixture is mastered to a
     loudness drawn from :data:`LOUDNESS` for ``genre`` (BS.1770 integrated, LUFS).
     """
-    n = (
-        length
-        if length is not None
-        else max((np.asarray(x).shape[-1] for _, x in tracks), default=0)
-    )
-    if n <= 0:
-        raise StemtokError("nothing to produce: no tracks and no length given")
+    n = v1.song_length(tracks, length)
     rng = np.random.default_rng([seed, 2])
     heat = chains.HEAT.get(genre, 0.5)
     verbs = chains.draw_verbs(rng)
@@ -141,7 +127,7 @@ def produce_record(
     for part, audio in tracks:
         c = chains.draw_chain(part, rng, side=side, n_other=n_other, tempo=tempo, heat=heat)
         side = -side if c.kind not in v1._CENTRE else side
-        x = _pad(audio, part.name, n)
+        x = v1.pad_track(audio, part.name, n)
         if float(np.abs(x).max()) < v1.SILENCE:
             records.append({"name": part.name, "stem": part.stem, "silent": True})
             continue

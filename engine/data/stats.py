@@ -19,27 +19,9 @@ import numpy as np
 
 from engine.data import musdb
 from engine.data.loudness import crest_factor_db, integrated_loudness, spectral_centroid_hz
+from engine.data.midi_import import GM_FAMILIES
 from engine.data.pitch import yin
 from engine.errors import StemtokError
-
-GM_FAMILIES = (
-    "piano",
-    "chromatic perc.",
-    "organ",
-    "guitar",
-    "bass",
-    "strings",
-    "ensemble",
-    "brass",
-    "reed",
-    "pipe",
-    "synth lead",
-    "synth pad",
-    "synth fx",
-    "ethnic",
-    "percussive",
-    "sound fx",
-)
 
 
 def summarise(root: Path) -> dict[str, Any]:
