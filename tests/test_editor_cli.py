@@ -105,3 +105,22 @@ def test_no_display_is_one_line_and_exit_2(
     assert editor.display_problem({}, "darwin") is None  # macOS and Windows need no DISPLAY
     assert editor.display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux") is None
     assert editor.display_problem({"WAYLAND_DISPLAY": "wayland-0"}, "linux") is None
+
+
+def test_x11_without_libxcb_cursor_is_one_line(tmp_path: Path) -> None:
+    """Qt 6.5+ aborts when its xcb plugin cannot load libxcb-cursor; the editor names the package."""
+    import app.commands.editor as editor
+
+    def without(name: str) -> str | None:
+        return None if name == "xcb-cursor" else f"lib{name}.so"
+
+    problem = editor.display_problem({"DISPLAY": "remote:0"}, "linux", without)
+    assert problem == (
+        "DISPLAY is remote:0, but Qt's X11 plugin needs libxcb-cursor, not installed here: "
+        "on Debian or Ubuntu, sudo apt-get install libxcb-cursor0"
+    )
+    assert editor.display_problem(
+        {"DISPLAY": "remote:0", "QT_QPA_PLATFORM": "xcb"}, "linux", without
+    )
+    assert editor.display_problem({"QT_QPA_PLATFORM": "offscreen"}, "linux", without) is None
+    assert editor.display_problem({"DISPLAY": "remote:0"}, "linux", lambda n: f"lib{n}.so") is None

@@ -5,6 +5,7 @@ offscreen after loading FILE and exits; ``--bridge`` also serves the DAW bridge 
 from __future__ import annotations
 
 import argparse
+import ctypes.util
 import os
 import re
 import sys
@@ -108,13 +109,21 @@ def _report(win: Any) -> Callable[..., None]:
     return hook
 
 
-def display_problem(env: Mapping[str, str], platform: str = sys.platform) -> str | None:
+def display_problem(
+    env: Mapping[str, str],
+    platform: str = sys.platform,
+    find_library: Callable[[str], str | None] = ctypes.util.find_library,
+) -> str | None:
     """Why Qt could not open a window here (None: it should): on Linux and the BSDs a window
     needs ``DISPLAY`` (an X server, whose local socket must exist) or ``WAYLAND_DISPLAY``, unless
-    ``QT_QPA_PLATFORM`` names a platform plugin; without one Qt aborts the process."""
+    ``QT_QPA_PLATFORM`` names a platform plugin; Qt's X11 plugin also needs libxcb-cursor.
+    Without them Qt aborts the process."""
     if not platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
         return None
-    if env.get("QT_QPA_PLATFORM") or env.get("WAYLAND_DISPLAY"):
+    qpa = env.get("QT_QPA_PLATFORM", "")
+    if qpa and not qpa.startswith("xcb"):  # offscreen, wayland, vnc, ...
+        return None
+    if not qpa and env.get("WAYLAND_DISPLAY"):
         return None
     display = env.get("DISPLAY", "")
     if not display:
@@ -122,6 +131,11 @@ def display_problem(env: Mapping[str, str], platform: str = sys.platform) -> str
     local = re.fullmatch(r"(?:unix)?:(\d+)(?:\.\d+)?", display)
     if local and not Path(f"/tmp/.X11-unix/X{local.group(1)}").exists():
         return f"DISPLAY is {display}, but no X server listens there"
+    if find_library("xcb-cursor") is None:
+        return (
+            f"DISPLAY is {display}, but Qt's X11 plugin needs libxcb-cursor, not installed "
+            "here: on Debian or Ubuntu, sudo apt-get install libxcb-cursor0"
+        )
     return None
 
 
