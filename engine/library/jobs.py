@@ -125,6 +125,7 @@ def process_song(sep: StreamingSeparator, job: Job, settings: Settings) -> dict[
         "rtf": round(wall / seconds, 4) if seconds else None,
         "notices": [n for n in [plan.notice, *notices] if n],
         "worker": f"{os.uname().nodename}:{os.getpid()}",
+        "finished": round(time.time(), 3),
         "status": "ok",
     }
 

@@ -129,8 +129,9 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def _ema(self, x: torch.Tensor, codes: torch.Tensor) -> None:
         counts = torch.bincount(codes, minlength=self.size).to(x.dtype)
-        self.unused.add_(1).masked_fill_(counts > 0, 0)
         sums = torch.zeros_like(self.embed_sum).index_add_(0, codes, x)
+        _sum_over_processes(counts, sums)  # data-parallel: the statistics of the whole batch
+        self.unused.add_(1).masked_fill_(counts > 0, 0)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()
@@ -155,6 +156,16 @@ class VectorQuantizer(nn.Module):
     def usage(self) -> float:
         """Fraction of codes chosen at least once in the last ``patience`` training batches."""
         return float((self.unused < self.patience).float().mean())
+
+
+def _sum_over_processes(*tensors: torch.Tensor) -> None:
+    """Under ``torchrun`` (a process group joined), each tensor summed over the processes, in
+    place; otherwise nothing."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        for t in tensors:
+            dist.all_reduce(t)
 
 
 @dataclass

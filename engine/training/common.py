@@ -345,7 +345,7 @@ class Trainer:
             device = next(model.parameters()).device
             ids = [device.index] if device.type == "cuda" else None
             self._ddp = DistributedDataParallel(
-                _Step(model), device_ids=ids, find_unused_parameters=True
+                _Step(model), device_ids=ids, find_unused_parameters=False
             )
         result: T = self._ddp(fn, *args)
         return result
