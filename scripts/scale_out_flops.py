@@ -8,7 +8,7 @@ multiply-add, the networks only): the teachers' forward pass per second of stere
 (``scripts/teacher_flops.py``), and the paper-size LM's forward pass on one 4-s window; a
 training step is taken as 3 forward passes (forward + backward). Time on a GPU = FLOPs / (peak x
 ``--utilisation``). Training is projected with a fixed batch per GPU (``--windows-per-gpu``, the
-paper's 24 windows over its 8 GPUs: 3), so N GPUs take N times the windows per step; DDP adds an
+paper recipe's batch of 24 windows spread over 8 GPUs: 3), so N GPUs take N times the windows per step; DDP adds an
 all-reduce of the float32 gradients: 2 (G-1)/G x their bytes inside a node of G GPUs (over
 ``--nvlink-gbytes``), and with several nodes 2 (M-1)/M x their bytes between the M nodes (over
 ``--network-gbytes`` per node), counted as if it did not overlap the backward pass (DDP

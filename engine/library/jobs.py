@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from engine.atomic import replace_folder
 from engine.constants import STEMS
 from engine.errors import StemtokError
 from engine.runtime.model import CONFIG_FILE, model_dir, sha256
@@ -107,7 +108,7 @@ def process_song(sep: StreamingSeparator, job: Job, settings: Settings) -> dict[
         notices = separate_to_files(
             sep, FileSource(job.source), paths, plan, mode=settings.mode, seed=settings.seed
         )
-        _publish(job.part, job.folder)
+        replace_folder(job.part, job.folder)  # over one an attempt killed after it left
     except Exception as exc:  # one song's failure, recorded; the others go on
         shutil.rmtree(job.part, ignore_errors=True)
         what = str(exc) if isinstance(exc, StemtokError) else _internal(exc)
@@ -141,16 +142,3 @@ def source_fields(job: Job) -> dict[str, Any]:
     with contextlib.suppress(OSError):  # unreadable: the error comes from probe
         fields |= {"size": job.source.stat().st_size, "sha256": sha256(job.source)}
     return fields | {"model": job.model, "model_sha256": job.model_sha256}
-
-
-def _publish(part: Path, folder: Path) -> None:
-    """Rename ``part`` to ``folder``; a folder already there (left by an attempt killed after
-    its rename, before its record was written) is replaced."""
-    if folder.exists():
-        old = folder.with_name(f".{folder.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        folder.rename(old)
-        part.rename(folder)
-        shutil.rmtree(old)
-    else:
-        part.rename(folder)

@@ -99,10 +99,12 @@ def plan_library(src: Path, out: Path, settings: Settings, overwrite: bool = Fal
 
     if not src.is_dir():
         raise StemtokError(f"{src}: no such folder")
-    inside_out = out.resolve()
-    files = [f for f in audio_files(src) if inside_out not in f.resolve().parents]
+    inside_out = out.resolve()  # never take earlier results in OUT for songs
+    found = audio_files(src)
+    files = [f for f in found if inside_out not in f.resolve().parents]
     if not files:
-        raise StemtokError(f"{src}: no audio files in this folder")
+        where = "outside OUT" if found else "in this folder"
+        raise StemtokError(f"{src}: no audio files {where}")
     model, digest = settings.model_identity()
     records = read_manifest(out)
     todo, failed = [], 0

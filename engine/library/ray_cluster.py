@@ -66,11 +66,21 @@ class RayExecutor:
         self.started = not ray.is_initialized()
         if self.started:
             self._init(address, workers)
-        gpu = settings.device == "cuda"
-        if workers is None:
-            workers = int(ray.cluster_resources().get("GPU" if gpu else "CPU", 1))
-        if workers < 1:
-            raise StemtokError(f"--workers must be at least 1, not {workers}")
+        try:
+            self._start_actors(settings, model_sha256, workers)
+        except BaseException:
+            self.close()
+            raise
+
+    def _start_actors(self, settings: Settings, model_sha256: str, workers: int | None) -> None:
+        ray, gpu = self.ray, settings.device == "cuda"
+        kind = "GPU" if gpu else "CPU"
+        room = ray.cluster_resources().get(kind, 0)
+        workers = int(room) if workers is None else workers
+        if room < 1:
+            raise StemtokError(f"the Ray cluster has no {kind}s for the workers")
+        if workers > room:  # the others would wait for room forever
+            raise StemtokError(f"--workers {workers}: the Ray cluster has room for {int(room)}")
         actor = ray.remote(
             num_cpus=0 if gpu else 1,
             num_gpus=1 if gpu else 0,
