@@ -4,9 +4,11 @@ with SIGKILL that resumes where it stopped."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -159,6 +161,12 @@ def test_user_errors_are_one_line(
 
     out = tmp_path / "out"
     assert "no such folder" in error(str(tmp_path / "nowhere"), "-o", str(out))
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    if importlib.util.find_spec("ray") is not None:
+        address = ["--engine", "ray", "--address", f"127.0.0.1:{port}"]
+        assert "cannot reach the Ray cluster" in error(str(src), "-o", str(out), *address)
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the extra were not installed
     hint = error(str(src), "-o", str(out), "--engine", "ray", "--model", "teacher")
     assert "pip install '.[cluster]'" in hint

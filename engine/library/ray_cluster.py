@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -94,6 +95,7 @@ class RayExecutor:
 
     def _init(self, address: str | None, workers: int | None) -> None:
         local = address is None and not os.environ.get("RAY_ADDRESS")
+        _check_reachable(address or os.environ.get("RAY_ADDRESS"))
         try:
             self.ray.init(
                 address=address,
@@ -129,6 +131,20 @@ class RayExecutor:
     def close(self) -> None:
         if self.started:
             self.ray.shutdown()
+
+
+def _check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """A one-line error for a ``HOST:PORT`` (or ``ray://HOST:PORT``) that does not answer, where
+    Ray itself would retry for minutes; ``auto`` and ``None`` are left to Ray."""
+    if not address or address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise StemtokError(f"--address {address}: expected HOST:PORT, ray://HOST:PORT or auto")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise StemtokError(f"cannot reach the Ray cluster at {address} ({exc})") from None
 
 
 def _lost(job: Job, why: str) -> dict[str, Any]:
