@@ -23,7 +23,7 @@ Examples:
   stemtok library music/ -o stems                   a process per core on this machine
   stemtok library music/ -o stems --model teacher --format flac
   stemtok library music/ -o stems --engine ray      a local Ray cluster (or $RAY_ADDRESS)
-  stemtok library /data/music -o /data/stems --engine ray --address ray://head:10001
+  stemtok library /shared/music -o /shared/stems --engine ray --address auto   from a machine of a running cluster
 
 OUT/<path under SRC without the extension>/<stem>.<format> per song (the folder appears only
 when the song is complete), and OUT/manifest.jsonl: one JSON line per finished song (source
