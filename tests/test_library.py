@@ -174,3 +174,14 @@ def test_user_errors_are_one_line(
     (out / "disc0" / "track00" / "mine.txt").write_text("not ours")
     assert "pass --overwrite" in error(str(src), "-o", str(out), "--model", "teacher")
     assert (out / "disc0" / "track00" / "mine.txt").is_file()
+
+
+def test_a_song_that_failed_after_it_was_read_is_tried_again(tmp_path: Path) -> None:
+    src, out = tmp_path / "music", tmp_path / "stems"
+    src.mkdir()
+    sf.write(src / "wide.wav", np.zeros((4800, 9), np.float32), 48_000)  # FLAC holds 8 channels
+    args = ["library", str(src), "-o", str(out), *MODEL, "--format", "flac"]
+    assert main(args) == 1 and main(args) == 1
+    lines = manifest_lines(out)
+    assert [r["stage"] for r in lines] == ["separate", "separate"]  # tried by both runs
+    assert "at most 8 channels" in lines[0]["error"] and not list(out.glob("wide*"))

@@ -8,8 +8,9 @@ its folder, and the manifest of finished songs.
                                        ─ its record: one line of OUT/manifest.jsonl
 
 A song is done when the manifest has its record and (for a separated song) its folder holds the
-stems this run asks for from the same model; a song that failed is done while its file is the
-one that failed (same size and sha256). Everything here is plain data and functions, so the
+stems this run asks for from the same model; a song whose file could not be read is done while
+its file is the one that failed (same size and sha256). A song that failed later (while it was
+separated or written, or its worker died) is tried again by the next run. Everything here is plain data and functions, so the
 local process pool and the Ray actors (:mod:`engine.library.local`,
 :mod:`engine.library.ray_cluster`) run the same code.
 """
@@ -103,6 +104,9 @@ def process_song(sep: StreamingSeparator, job: Job, settings: Settings) -> dict[
     shutil.rmtree(job.part, ignore_errors=True)  # a killed attempt's
     try:
         info = probe(job.source)
+    except StemtokError as exc:  # this file fails so again: a rerun skips it while unchanged
+        return record | {"status": "error", "stage": "read", "error": str(exc)}
+    try:
         plan = plan_output(settings.fmt, info.channels, info.rate, settings.depth)
         paths = job.stem_paths(job.part, settings)
         notices = separate_to_files(
@@ -112,7 +116,7 @@ def process_song(sep: StreamingSeparator, job: Job, settings: Settings) -> dict[
     except Exception as exc:  # one song's failure, recorded; the others go on
         shutil.rmtree(job.part, ignore_errors=True)
         what = str(exc) if isinstance(exc, StemtokError) else _internal(exc)
-        return record | {"status": "error", "error": what}
+        return record | {"status": "error", "stage": "separate", "error": what}
     wall = time.monotonic() - started
     seconds = info.frames / info.rate
     name = PurePosixPath(job.rel).with_suffix("")

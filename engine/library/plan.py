@@ -79,7 +79,7 @@ def _ends_with_newline(path: Path) -> bool:
 @dataclass
 class Plan:
     """The songs still to do, how many of ``total`` are done already, and how many of those
-    failed (recorded with their error)."""
+    are files that could not be read (recorded with their error)."""
 
     todo: list[Job]
     done: int
@@ -92,8 +92,8 @@ def plan_library(src: Path, out: Path, settings: Settings, overwrite: bool = Fal
 
     Raises a one-line :class:`StemtokError` up front for a missing or empty ``src``, two songs
     that would share a folder (``a.wav`` and ``a.flac``), or a song folder that is there but is
-    not this run's to replace (not in the manifest, or made with other settings) without
-    ``overwrite``.
+    not this run's to replace (not in the manifest, or its line is for other settings or another
+    file) without ``overwrite``.
     """
     from engine.audio import audio_files
 
@@ -121,7 +121,11 @@ def plan_library(src: Path, out: Path, settings: Settings, overwrite: bool = Fal
             failed += record is not None and record.get("status") != "ok"
             continue
         if job.folder.exists() and not overwrite and not _left_by_a_killed_run(job, settings):
-            why = "made with other settings" if record else "not in the manifest"
+            why = (
+                "its manifest line is for other settings or another file"
+                if record
+                else "not in the manifest"
+            )
             raise StemtokError(
                 f"{job.folder}: already exists ({why}); pass --overwrite to replace it"
             )
@@ -136,8 +140,9 @@ def _is_done(record: Record | None, job: Job, settings: Settings) -> bool:
         size = job.source.stat().st_size
     except OSError:
         return False
-    if record.get("status") != "ok":  # the same file fails the same way
-        return record.get("size") == size and record.get("sha256") == sha256(job.source)
+    if record.get("status") != "ok":  # an unreadable file stays so until it is replaced
+        same = record.get("size") == size and record.get("sha256") == sha256(job.source)
+        return record.get("stage") == "read" and same
     stems = job.stem_paths(job.folder, settings)
     return (
         record.get("size") == size
