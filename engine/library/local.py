@@ -4,6 +4,7 @@ separator for the whole run."""
 from __future__ import annotations
 
 import multiprocessing
+import signal
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
@@ -16,6 +17,7 @@ _worker: dict[str, Any] = {}  # this worker process's separator and settings
 
 
 def _start(settings: Settings, model_sha256: str) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the coordinator's to handle
     _worker["settings"] = settings
     try:
         _worker["sep"] = open_worker(settings, model_sha256)
@@ -52,9 +54,17 @@ class LocalExecutor:
                 "a worker process died; run the same command again to resume (finished songs "
                 "are kept)"
             ) from None
+        except BaseException:  # Ctrl-C, or the caller stopped: the songs in flight are dropped
+            self._stop_workers()
+            raise
         finally:
             for future in futures:
                 future.cancel()
+
+    def _stop_workers(self) -> None:
+        """End the worker processes now (their unfinished songs leave only hidden folders)."""
+        for process in list(getattr(self.pool, "_processes", {}).values()):
+            process.terminate()
 
     def close(self) -> None:
         self.pool.shutdown(wait=True, cancel_futures=True)
