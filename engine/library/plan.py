@@ -54,10 +54,13 @@ class Manifest:
     """Appends records to ``OUT/manifest.jsonl``, each line on disk before the next song."""
 
     def __init__(self, out: Path) -> None:
-        out.mkdir(parents=True, exist_ok=True)
         path = out / MANIFEST
-        torn = path.is_file() and path.stat().st_size > 0 and not _ends_with_newline(path)
-        self.file = path.open("a", encoding="utf-8")
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            torn = path.is_file() and path.stat().st_size > 0 and not _ends_with_newline(path)
+            self.file = path.open("a", encoding="utf-8")
+        except OSError as exc:
+            raise StemtokError(f"{path}: cannot be written ({exc.strerror or exc})") from None
         if torn:  # a killed run's half line stays on a line of its own
             self.file.write("\n")
 
@@ -99,6 +102,8 @@ def plan_library(src: Path, out: Path, settings: Settings, overwrite: bool = Fal
 
     if not src.is_dir():
         raise StemtokError(f"{src}: no such folder")
+    if out.exists() and not out.is_dir():
+        raise StemtokError(f"{out}: not a folder (OUT)")
     inside_out = out.resolve()  # never take earlier results in OUT for songs
     found = audio_files(src)
     files = [f for f in found if inside_out not in f.resolve().parents]
