@@ -123,7 +123,8 @@ class VectorQuantizer(nn.Module):
         centroids, counts = kmeans(x.float(), self.size)
         self.codebook.copy_(centroids)
         self.cluster_size.copy_(counts.clamp_min(1.0))
-        self.embed_sum.copy_(centroids * self.cluster_size[:, None])
+        _from_first_process(self.codebook, self.cluster_size)  # data-parallel: one codebook
+        self.embed_sum.copy_(self.codebook * self.cluster_size[:, None])
         self.initialized.fill_(True)
 
     @torch.no_grad()
@@ -158,14 +159,25 @@ class VectorQuantizer(nn.Module):
         return float((self.unused < self.patience).float().mean())
 
 
-def _sum_over_processes(*tensors: torch.Tensor) -> None:
-    """Under ``torchrun`` (a process group joined), each tensor summed over the processes, in
-    place; otherwise nothing."""
+def _distributed() -> bool:
+    """Whether this process trains among others (``torchrun``: a process group joined)."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    return dist.is_available() and dist.is_initialized()
+
+
+def _sum_over_processes(*tensors: torch.Tensor) -> None:
+    """Data-parallel: each tensor summed over the processes, in place; otherwise nothing."""
+    if _distributed():
         for t in tensors:
-            dist.all_reduce(t)
+            torch.distributed.all_reduce(t)
+
+
+def _from_first_process(*tensors: torch.Tensor) -> None:
+    """Data-parallel: each tensor replaced by rank 0's, in place; otherwise nothing."""
+    if _distributed():
+        for t in tensors:
+            torch.distributed.broadcast(t, src=0)
 
 
 @dataclass

@@ -87,6 +87,7 @@ class ProcessGroup:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    device: str = "cpu"  # where the tensors of collective calls live (CUDA for NCCL)
 
     @property
     def writer(self) -> bool:
@@ -99,6 +100,7 @@ class ProcessGroup:
 
         if not dist.is_initialized():
             dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        self.device = f"cuda:{self.local_rank}" if device_type == "cuda" else "cpu"
 
     def shard(self, rows: T) -> T:
         """This process's share of a batch (numpy array or tensor, rows first)."""
@@ -119,7 +121,7 @@ class ProcessGroup:
             return value
         import torch.distributed as dist
 
-        t = torch.tensor([value], dtype=torch.float64)
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
         dist.all_reduce(t)
         return float(t.item()) / self.world
 
@@ -129,7 +131,7 @@ class ProcessGroup:
             return flag
         import torch.distributed as dist
 
-        t = torch.tensor([int(flag)])
+        t = torch.tensor([int(flag)], device=self.device)
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item())
 
