@@ -151,7 +151,11 @@ def test_a_killed_run_resumes_and_skips_finished_songs(
 
 
 def test_user_errors_are_one_line(
-    src: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    src: Path,
+    local_out: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     def error(*args: str) -> str:
         assert main(["library", *args]) == 2
@@ -174,6 +178,14 @@ def test_user_errors_are_one_line(
     (out / "disc0" / "track00" / "mine.txt").write_text("not ours")
     assert "pass --overwrite" in error(str(src), "-o", str(out), "--model", "teacher")
     assert (out / "disc0" / "track00" / "mine.txt").is_file()
+    before = stem_bytes(local_out)  # stems made as wav: not this run's to replace as flac
+    flac = error(str(src), "-o", str(local_out), *MODEL, "--format", "flac")
+    assert "other settings" in flac and stem_bytes(local_out) == before
+    twins = tmp_path / "twins"
+    twins.mkdir()
+    for name in ("a.wav", "a.flac"):
+        sf.write(twins / name, np.zeros(99), 8000)
+    assert "would both be written" in error(str(twins), "-o", str(out), "--model", "teacher")
 
 
 def test_a_song_that_failed_after_it_was_read_is_tried_again(tmp_path: Path) -> None:
