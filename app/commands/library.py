@@ -75,8 +75,10 @@ def run(args: argparse.Namespace) -> int:
     stems, depth = output_options(args)
     if args.address and args.engine != "ray":
         raise StemtokError("--address is for --engine ray")
-    if args.workers is not None and args.workers < 1:
-        raise StemtokError(f"--workers must be at least 1, not {args.workers}")
+    for option in ("workers", "threads"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise StemtokError(f"--{option} must be at least 1, not {value}")
     settings = Settings(
         model=args.model,
         mode=args.mode,
