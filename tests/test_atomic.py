@@ -63,3 +63,17 @@ def test_the_temporary_file_keeps_the_suffix(tmp_path: Path) -> None:
         assert tmp.suffix == ".flac"
         tmp.write_bytes(b"x")
     assert _names(tmp_path) == ["song.flac"]
+
+
+def test_a_folder_is_renamed_into_place_whole(tmp_path: Path) -> None:
+    part, folder = tmp_path / ".song.part", tmp_path / "song"
+    part.mkdir()
+    (part / "a.wav").write_bytes(b"new")
+    atomic.replace_folder(part, folder)
+    assert (folder / "a.wav").read_bytes() == b"new" and not part.exists()
+    part.mkdir()
+    (part / "b.wav").write_bytes(b"newer")
+    (tmp_path / ".song.old").mkdir()  # left by a replace killed halfway
+    atomic.replace_folder(part, folder)
+    assert [p.name for p in folder.iterdir()] == ["b.wav"]
+    assert _names(tmp_path) == ["song"]

@@ -15,6 +15,7 @@ COMMANDS = (
     "eval",
     "export",
     "separate",
+    "library",
     "karaoke",
     "bench",
     "editor",

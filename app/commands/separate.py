@@ -42,6 +42,13 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     add_input_args(p)
     p.add_argument("inputs", nargs="+", metavar="FILE_OR_DIR", help="audio files or folders")
     p.add_argument("-o", "--out", type=Path, required=True, metavar="OUTDIR", help="output folder")
+    add_output_args(p)
+    p.set_defaults(func=run)
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    """The stem files' options, shared by ``separate`` and ``library`` (see
+    :func:`output_options`)."""
     p.add_argument(
         "--format",
         choices=FORMATS,
@@ -57,11 +64,21 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "integer depths and mp3 clip samples beyond full scale (with a warning)",
     )
     p.add_argument("--stems", default=",".join(STEMS), help="comma-separated subset of stems")
-    p.set_defaults(func=run)
 
 
-def add_input_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``separate`` and ``karaoke``."""
+def output_options(args: argparse.Namespace) -> tuple[list[str], str]:
+    """The stems and bit depth asked for by :func:`add_output_args`' options, checked."""
+    from engine.outputs import output_depth
+
+    stems = parse_stems(args.stems)
+    if args.format == "mp3" and args.bit_depth:
+        raise StemtokError("--bit-depth applies to wav, flac and aiff, not mp3")
+    return stems, output_depth(args.format, args.bit_depth)
+
+
+def add_input_args(p: argparse.ArgumentParser, threads: str = "all cores") -> None:
+    """Options shared by ``separate``, ``karaoke`` and ``library`` (``threads``: what
+    ``--threads`` defaults to, in words)."""
     p.add_argument(
         "--mode",
         choices=("aligned", "generative"),
@@ -82,20 +99,20 @@ def add_input_args(p: argparse.ArgumentParser) -> None:
         help="default (the shipped generative model), teacher (the shipped discriminative "
         "teacher: fast, aligned only) or a model folder made by 'stemtok export'",
     )
-    p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
+    p.add_argument("--threads", type=int, help=f"CPU threads (default: {threads})")
     p.add_argument("--overwrite", action="store_true", help="replace existing output files")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def find_audio(inputs: Sequence[str]) -> list[Path]:
     """Files named, and the audio files found (recursively) in folders named."""
-    from engine.audio import READ_SUFFIXES
+    from engine.audio import audio_files
 
     found: list[Path] = []
     for text in inputs:
         path = Path(text)
         if path.is_dir():
-            files = sorted(f for f in path.rglob("*") if f.suffix.lower() in READ_SUFFIXES)
+            files = audio_files(path)
             if not files:
                 raise StemtokError(f"{path}: no audio files in this folder")
             found.extend(files)
@@ -174,12 +191,7 @@ def load_separator(args: argparse.Namespace) -> StreamingSeparator:
 
 
 def run(args: argparse.Namespace) -> int:
-    from engine.outputs import output_depth
-
-    stems = parse_stems(args.stems)
-    if args.format == "mp3" and args.bit_depth:
-        raise StemtokError("--bit-depth applies to wav, flac and aiff, not mp3")
-    depth = output_depth(args.format, args.bit_depth)
+    stems, depth = output_options(args)
     out = args.out.resolve()  # never take earlier results in OUTDIR for songs
     files = [f for f in find_audio(args.inputs) if out not in f.resolve().parents]
     if not files:
@@ -235,25 +247,24 @@ def separate_one(
     plan: OutputPlan,
     args: argparse.Namespace,
 ) -> None:
-    """Stream ``song`` through the separator into its stem files (memory does not grow with
-    the song: blocks are written as they are finished)."""
+    """Stream ``song`` through the separator into its stem files, with a progress bar."""
     from engine.runtime.sources import FileSource
-    from engine.stem_writer import StemWriter
+    from engine.stem_writer import separate_to_files
 
     source = FileSource(song)  # a bad file fails here, before a progress bar is drawn
     bar = Bar(args.quiet)
-    with StemWriter(paths, plan) as files:
-        try:
-            blocks = sep.stream(
-                source,
-                stems=list(paths),
-                mode=args.mode,
-                seed=args.seed,
-                progress=bar.start(song.name),
-            )
-            for block in blocks:
-                files.write(block)
-        finally:
-            bar.close()
-        for line in files.commit(args.overwrite):
-            log.warning("%s", line)
+    try:
+        lines = separate_to_files(
+            sep,
+            source,
+            paths,
+            plan,
+            mode=args.mode,
+            seed=args.seed,
+            overwrite=args.overwrite,
+            progress=bar.start(song.name),
+        )
+    finally:
+        bar.close()
+    for line in lines:
+        log.warning("%s", line)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from app.commands.train_common import add_run_options, prepare_run
+from app.commands.train_common import add_run_options, prepare_run, summary
 
 
 def register(tsub: argparse._SubParsersAction[Any]) -> None:
@@ -67,5 +67,5 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         echo=None if args.quiet else sys.stderr,
     )
-    print(f"{args.out}: step {rec.get('step')}, codec written to {args.out / 'codec.pt'}")
+    summary(f"{args.out}: step {rec.get('step')}, codec written to {args.out / 'codec.pt'}")
     return 0

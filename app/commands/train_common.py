@@ -37,3 +37,11 @@ def prepare_run(args: argparse.Namespace, data: Path, what: str) -> None:
         raise StemtokError(f"{data}: no such {what} folder")
     if args.resume and latest_checkpoint(args.out) is None:
         raise StemtokError(f"{args.out}: --resume given but there is no checkpoint to resume")
+
+
+def summary(line: str) -> None:
+    """Print the run's closing line on stdout (once, from rank 0, under ``torchrun``)."""
+    from engine.training.common import process_group
+
+    if process_group().writer:
+        print(line)

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from app.commands.train_common import add_run_options, prepare_run
+from app.commands.train_common import add_run_options, prepare_run, summary
 from engine.errors import StemtokError
 
 if TYPE_CHECKING:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
         echo=None if args.quiet else sys.stderr,
     )
     acc = ", ".join(f"{a:.2f}" for a in final.get("level_acc", []))
-    print(f"{args.out}: step {final.get('step')}, valid next-token accuracy per level [{acc}]")
+    summary(f"{args.out}: step {final.get('step')}, valid next-token accuracy per level [{acc}]")
     return 0
 
 

@@ -11,7 +11,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from app.commands.train_common import add_run_options, prepare_run
+from app.commands.train_common import add_run_options, prepare_run, summary
 from engine.errors import StemtokError
 
 EXAMPLES = """\
@@ -150,5 +150,5 @@ def run(args: argparse.Namespace) -> int:
         init=init,
         session_minutes=args.session_minutes,
     )
-    print(f"{args.out}: step {rec.get('step')}, loss {rec.get('loss', float('nan')):.4f}")
+    summary(f"{args.out}: step {rec.get('step')}, loss {rec.get('loss', float('nan')):.4f}")
     return 0

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import shutil
 import time
 from collections.abc import Iterator
@@ -148,8 +147,7 @@ def make_song(job: SongJob, cfg: SynthConfig, out: Path) -> dict[str, Any]:
         write_audio(tmp / f"{stem}.wav", song.stems[stem], cfg.rate, bit_depth=24)
     meta = _song_meta(job, spec, song, time.perf_counter() - t0)
     (tmp / SONG_META).write_text(json.dumps(meta, indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
+    atomic.replace_folder(tmp, final)
     return meta
 
 

@@ -123,14 +123,16 @@ class VectorQuantizer(nn.Module):
         centroids, counts = kmeans(x.float(), self.size)
         self.codebook.copy_(centroids)
         self.cluster_size.copy_(counts.clamp_min(1.0))
-        self.embed_sum.copy_(centroids * self.cluster_size[:, None])
+        _from_first_process(self.codebook, self.cluster_size)  # data-parallel: one codebook
+        self.embed_sum.copy_(self.codebook * self.cluster_size[:, None])
         self.initialized.fill_(True)
 
     @torch.no_grad()
     def _ema(self, x: torch.Tensor, codes: torch.Tensor) -> None:
         counts = torch.bincount(codes, minlength=self.size).to(x.dtype)
-        self.unused.add_(1).masked_fill_(counts > 0, 0)
         sums = torch.zeros_like(self.embed_sum).index_add_(0, codes, x)
+        _sum_over_processes(counts, sums)  # data-parallel: the statistics of the whole batch
+        self.unused.add_(1).masked_fill_(counts > 0, 0)
         self.cluster_size.mul_(self.decay).add_(counts, alpha=1 - self.decay)
         self.embed_sum.mul_(self.decay).add_(sums, alpha=1 - self.decay)
         total = self.cluster_size.sum()
@@ -155,6 +157,27 @@ class VectorQuantizer(nn.Module):
     def usage(self) -> float:
         """Fraction of codes chosen at least once in the last ``patience`` training batches."""
         return float((self.unused < self.patience).float().mean())
+
+
+def _distributed() -> bool:
+    """Whether this process trains among others (``torchrun``: a process group joined)."""
+    import torch.distributed as dist
+
+    return dist.is_available() and dist.is_initialized()
+
+
+def _sum_over_processes(*tensors: torch.Tensor) -> None:
+    """Data-parallel: each tensor summed over the processes, in place; otherwise nothing."""
+    if _distributed():
+        for t in tensors:
+            torch.distributed.all_reduce(t)
+
+
+def _from_first_process(*tensors: torch.Tensor) -> None:
+    """Data-parallel: each tensor replaced by rank 0's, in place; otherwise nothing."""
+    if _distributed():
+        for t in tensors:
+            torch.distributed.broadcast(t, src=0)
 
 
 @dataclass

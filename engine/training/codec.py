@@ -180,8 +180,10 @@ class CodecTrainer(common.Trainer):
         lr = self.tcfg.lr * self.schedule.factor(self.step, progress)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        batch = self.sampler.batch(self.tcfg.batch_size)
-        total, parts, codes = step_losses(self.codec, batch, self.tcfg, self.gen)
+        batch = self.sampler.batch(self.tcfg.batch_size)  # the same on every process
+        shard = self.group.shard
+        batch = Batch(shard(batch.stems), shard(batch.mixture), shard(batch.stem))
+        total, parts, codes = self.forward(step_losses, self.codec, batch, self.tcfg, self.gen)
         self.opt.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
         grad = torch.nn.utils.clip_grad_norm_(self.codec.parameters(), self.tcfg.grad_clip)
@@ -254,7 +256,8 @@ def train_codec(
     if ckpt is not None:
         trainer.restore(ckpt)
         log.line(f"resumed from {ckpt.name} (step {trainer.step})")
-    cfg.save(out)
+    if trainer.group.writer:
+        cfg.save(out)
     common.write_json(out / TRAIN_CONFIG_FILE, asdict(tcfg))
     log.line(
         f"codec '{cfg.name}' ({cfg.semantic} semantic path) on {dev}, "

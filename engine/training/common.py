@@ -1,7 +1,8 @@
 """What every stemtok trainer needs, model-agnostic: device and threads, seeding, atomic
 resumable checkpoints, a log (text + JSON lines), a warm-up + cosine LR schedule that also
 honours a wall-clock budget, and a progress bar over steps (:class:`StepBar`; the engine's
-progress callbacks are :mod:`engine.progress`).
+progress callbacks are :mod:`engine.progress`), and data-parallel training across processes and
+machines under ``torchrun`` (:class:`ProcessGroup`).
 
 A run folder looks like::
 
@@ -11,6 +12,15 @@ A run folder looks like::
 
 A checkpoint is a dict with at least ``step``, ``elapsed_s`` (training seconds, summed over
 resumed sessions), ``model`` (state_dict), ``optimizer``, ``rng`` (see :func:`rng_state`).
+
+Under ``torchrun`` (``WORLD_SIZE`` > 1 in the environment) every process draws the same global
+batch from the same seed and trains on its share of the rows (:meth:`ProcessGroup.shard`); the
+loss is computed inside :class:`~torch.nn.parallel.DistributedDataParallel`'s forward
+(:meth:`Trainer.forward`), so backward averages the gradients over the processes (gloo on the
+CPU, NCCL on CUDA) and every process takes the same optimiser step as one process would with the
+whole batch. Rank 0 alone writes checkpoints, logs, validation results and models; every rank
+resumes from the same run folder (on several machines it must be on a shared file system).
+Without ``torchrun`` none of this is active and a run is exactly as in one process.
 """
 
 from __future__ import annotations
@@ -23,7 +33,9 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any, TextIO, TypeVar
 
@@ -38,6 +50,7 @@ __all__ = ["Schedule", "lr_factor"]
 
 CHECKPOINT_DIR = "checkpoints"
 ConfigT = TypeVar("ConfigT")
+T = TypeVar("T")
 KEEP_CHECKPOINTS = 2
 
 
@@ -49,12 +62,98 @@ def with_overrides(cfg: ConfigT, **kw: Any) -> ConfigT:
 
 
 def select_device(name: str = "auto") -> torch.device:
-    """``auto``: CUDA when available, else CPU; ``cpu``/``cuda``: as asked (checked)."""
+    """``auto``: CUDA when available, else CPU; ``cpu``/``cuda``: as asked (checked). Under
+    ``torchrun`` this joins the process group and gives each process its own GPU
+    (``LOCAL_RANK``)."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise StemtokError("--device cuda asked for, but torch sees no CUDA GPU")
-    return torch.device(name)
+    device = torch.device(name)
+    group = process_group()
+    if group.world > 1:
+        group.join(device.type)
+        if device.type == "cuda":
+            device = torch.device("cuda", group.local_rank)
+            torch.cuda.set_device(device)
+    return device
+
+
+@dataclass
+class ProcessGroup:
+    """This process's place among the ``world`` processes ``torchrun`` started (``world`` 1:
+    a plain run, and every method below does nothing)."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+    device: str = "cpu"  # where the tensors of collective calls live (CUDA for NCCL)
+
+    @property
+    def writer(self) -> bool:
+        """Whether this process writes the run folder (rank 0)."""
+        return self.rank == 0
+
+    def join(self, device_type: str) -> None:
+        """Join the process group (NCCL for CUDA, gloo for the CPU), once."""
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+        self.device = f"cuda:{self.local_rank}" if device_type == "cuda" else "cpu"
+
+    def shard(self, rows: T) -> T:
+        """This process's share of a batch (numpy array or tensor, rows first)."""
+        if self.world == 1:
+            return rows
+        n = len(rows)  # type: ignore[arg-type]
+        if n % self.world:
+            raise StemtokError(
+                f"batch size {n} does not split evenly over {self.world} processes; make it a "
+                f"multiple of {self.world}"
+            )
+        share = n // self.world
+        return rows[self.rank * share : (self.rank + 1) * share]  # type: ignore[index,no-any-return]
+
+    def mean(self, value: float) -> float:
+        """``value`` averaged over the processes."""
+        if self.world == 1:
+            return value
+        import torch.distributed as dist
+
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world
+
+    def any(self, flag: bool) -> bool:
+        """True on every process when ``flag`` is true on one (a stop they all agree on)."""
+        if self.world == 1:
+            return flag
+        import torch.distributed as dist
+
+        t = torch.tensor([int(flag)], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item())
+
+
+@cache
+def process_group() -> ProcessGroup:
+    """From ``torchrun``'s environment (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)."""
+    env = os.environ
+    return ProcessGroup(
+        int(env.get("RANK", 0)), int(env.get("WORLD_SIZE", 1)), int(env.get("LOCAL_RANK", 0))
+    )
+
+
+class _Step(torch.nn.Module):
+    """The module DDP wraps: its forward runs a trainer's loss function on the model."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, fn: Callable[..., Any], *args: Any) -> Any:
+        return fn(self.model, *args)
 
 
 def stop_on_sigterm() -> None:
@@ -149,23 +248,31 @@ class RunLog:
     """Appends human lines to ``train.log`` and JSON objects to ``metrics.jsonl``."""
 
     def __init__(self, out: Path, echo: TextIO | None = None):
+        self.text: TextIO | None = None
+        self.jsonl: TextIO | None = None
+        self.echo = echo
+        if not process_group().writer:  # one log per run, however many processes train
+            self.echo = None
+            return
         out.mkdir(parents=True, exist_ok=True)
         self.text = (out / "train.log").open("a", buffering=1)
         self.jsonl = (out / "metrics.jsonl").open("a", buffering=1)
-        self.echo = echo
 
     def line(self, msg: str) -> None:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
-        self.text.write(f"{stamp} {msg}\n")
+        if self.text is not None:
+            self.text.write(f"{stamp} {msg}\n")
         if self.echo is not None:
             print(msg, file=self.echo, flush=True)
 
     def metrics(self, record: dict[str, Any]) -> None:
-        self.jsonl.write(json.dumps(record, default=_jsonable) + "\n")
+        if self.jsonl is not None:
+            self.jsonl.write(json.dumps(record, default=_jsonable) + "\n")
 
     def close(self) -> None:
-        self.text.close()
-        self.jsonl.close()
+        for f in (self.text, self.jsonl):
+            if f is not None:
+                f.close()
 
 
 def _jsonable(x: Any) -> Any:
@@ -198,8 +305,10 @@ class StepBar:
 
 
 def write_json(path: Path, obj: Any) -> None:
-    """Atomic JSON write (tensors and numpy values as lists)."""
-    write_text(path, json.dumps(obj, indent=1, default=_jsonable) + "\n")
+    """Atomic JSON write (tensors and numpy values as lists); by rank 0 alone under
+    ``torchrun``."""
+    if process_group().writer:
+        write_text(path, json.dumps(obj, indent=1, default=_jsonable) + "\n")
 
 
 class Trainer:
@@ -223,6 +332,25 @@ class Trainer:
         self.step, self.elapsed, self.cpu_s = 0, 0.0, 0.0
         self.best: float | None = None
         self.valid_key = ""  # what the validation set is; ``best`` only counts on the same one
+        self.group = process_group()
+        self._ddp: torch.nn.Module | None = None
+
+    def forward(self, fn: Callable[..., T], model: torch.nn.Module, *args: Any) -> T:
+        """``fn(model, *args)`` (a training step's losses); under ``torchrun`` inside
+        DistributedDataParallel's forward, so that backward averages the gradients over the
+        processes. ``model`` is the same on every call (it is wrapped once)."""
+        if self.group.world == 1:
+            return fn(model, *args)
+        if self._ddp is None:
+            from torch.nn.parallel import DistributedDataParallel
+
+            device = next(model.parameters()).device
+            ids = [device.index] if device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(
+                _Step(model), device_ids=ids, find_unused_parameters=False
+            )
+        result: T = self._ddp(fn, *args)
+        return result
 
     def train_step(self, budget: Budget) -> dict[str, Any]:
         raise NotImplementedError
@@ -262,7 +390,10 @@ class Trainer:
         same = state.get("valid_key", "") == self.valid_key
         self.best = state.get("best") if same else None  # a new validation set starts afresh
 
-    def checkpoint(self) -> Path:
+    def checkpoint(self) -> Path | None:
+        """Save a checkpoint (rank 0 only; the others return ``None``)."""
+        if not self.group.writer:
+            return None
         return save_checkpoint(self.out, self.state() | self.counters())
 
 
@@ -271,8 +402,11 @@ def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) ->
     every ``log_every`` steps, validate every ``eval_every`` (keeping the best model in
     ``OUT/best/``), checkpoint every ``checkpoint_minutes``, look for new songs every
     ``refresh_minutes``; always end with a checkpoint and the last model in ``OUT``. Returns the
-    last step's record."""
-    bar = StepBar(budget.max_steps if budget.max_steps < 10**9 else 0, trainer.step, progress)
+    last step's record (under ``torchrun``: its ``loss`` averaged over the processes; the
+    processes stop together, when one's budget is spent)."""
+    group = trainer.group
+    total = budget.max_steps if budget.max_steps < 10**9 else 0
+    bar = StepBar(total, trainer.step, progress and group.writer)
     last_ckpt = last_refresh = time.monotonic()
     cpu0 = time.process_time()
     rec: dict[str, Any] = {"step": trainer.step}
@@ -291,8 +425,10 @@ def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) ->
     try:
         if trainer.best is None:  # where a run (or a new validation set) starts, e.g. --init
             _validate(trainer, log, tick)
-        while not budget.done(trainer.step, trainer.elapsed, trainer.cpu_s):
+        while not group.any(budget.done(trainer.step, trainer.elapsed, trainer.cpu_s)):
             rec = trainer.train_step(budget)
+            if group.world > 1:
+                rec["loss"] = group.mean(float(rec["loss"]))
             stamp = tick()
             bar.update(1, loss=rec["loss"])
             if trainer.step % trainer.log_every == 0:
@@ -301,7 +437,8 @@ def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) ->
             if trainer.step % trainer.eval_every == 0:
                 _validate(trainer, log, tick)
             if time.monotonic() - last_ckpt > 60 * trainer.checkpoint_minutes:
-                log.line(f"checkpoint {trainer.checkpoint().name}")
+                if (path := trainer.checkpoint()) is not None:
+                    log.line(f"checkpoint {path.name}")
                 last_ckpt = time.monotonic()
             if time.monotonic() - last_refresh > 60 * trainer.refresh_minutes:
                 if added := trainer.refresh_data():
@@ -312,7 +449,8 @@ def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) ->
         if trainer.step > 0:
             tick()
             trainer.checkpoint()
-            trainer.save_model(trainer.out)
+            if group.writer:
+                trainer.save_model(trainer.out)
             log.line(
                 f"saved step {trainer.step} ({trainer.elapsed / 60:.1f} min of training, "
                 f"{trainer.cpu_s / 3600:.2f} CPU hours)"
@@ -321,6 +459,8 @@ def run(trainer: Trainer, budget: Budget, log: RunLog, progress: bool = True) ->
 
 
 def _validate(trainer: Trainer, log: RunLog, tick: Any) -> None:
+    if not trainer.group.writer:  # the others go on; they wait for it at the next step
+        return
     ev = trainer.validate()
     if ev is None:
         return

@@ -229,20 +229,22 @@ class LMTrainer(common.Trainer):
         self.restore_counters(state)
         torch.set_rng_state(state["rng"]["torch"])
 
-    def losses(self, batch: Batch) -> LossParts:
+    def losses(self, batch: Batch, model: torch.nn.Module | None = None) -> LossParts:
         with _autocast(self.device):
-            logits = self.model(batch.mel, batch.inputs)
+            logits = (model or self.model)(batch.mel, batch.inputs)
         return lm_loss(logits, batch.targets, self.allowed, self.weights, self.cfg.label_smoothing)
 
     def train_step(self, budget: common.Budget | None = None) -> dict[str, Any]:
         t0 = time.perf_counter()
         rng = np.random.default_rng([self.tcfg.seed, self.step])  # resumable without state
-        batch = make_batch(self.cfg, self.train_bank.sample(rng, self.tcfg.batch_size), self.device)
+        crops = self.train_bank.sample(rng, self.tcfg.batch_size)  # the same on every process
+        crops = Crops(self.group.shard(crops.codes), self.group.shard(crops.mel))
+        batch = make_batch(self.cfg, crops, self.device)
         lr = self.tcfg.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.model.train()
-        parts = self.losses(batch)
+        parts = self.forward(lambda model: self.losses(batch, model), self.model)
         self.optimizer.zero_grad(set_to_none=True)
         torch.autograd.backward(parts.loss)
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.tcfg.grad_clip)

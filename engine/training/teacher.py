@@ -269,8 +269,10 @@ class TeacherTrainer(common.Trainer):
         for group in self.opt.param_groups:
             group["lr"] = lr
         stems, mix = self.crops.batch(tc.batch_size, tc.remix_prob, tc.mp3_prob, tc.level_db)
+        stems, mix = self.group.shard(stems), self.group.shard(mix)  # drawn alike everywhere
         with torch.autocast(self.device.type, torch.bfloat16, tc.precision == "bfloat16"):
-            total, parts = losses(
+            total, parts = self.forward(
+                losses,
                 self.model,
                 torch.from_numpy(stems).to(self.device),
                 torch.from_numpy(mix).to(self.device),
@@ -354,7 +356,8 @@ def train_teacher(
         elif init is not None:
             trainer.model.load_state_dict(init)
             log.line("started from the given weights")
-        cfg.save(out)
+        if trainer.group.writer:
+            cfg.save(out)
         common.write_json(out / TRAIN_CONFIG_FILE, asdict(tcfg))
         n_params = sum(p.numel() for p in trainer.model.parameters()) / 1e6
         log.line(f"teacher '{cfg.name}' on {dev}, {n_params:.2f} M parameters")
