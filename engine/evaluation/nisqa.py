@@ -208,6 +208,11 @@ def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
     return e / e.sum(axis=axis, keepdims=True)
 
 
+def _under(p: Mapping[str, np.ndarray], prefix: str) -> dict[str, np.ndarray]:
+    """The entries of ``p`` whose names start with ``prefix``, without it."""
+    return {k[len(prefix) :]: v for k, v in p.items() if k.startswith(prefix)}
+
+
 class NisqaModel:
     """The NISQA_DIM network with its weights, in numpy (float32, inference only).
 
@@ -223,22 +228,8 @@ class NisqaModel:
         self.linear = (p[td + "linear.weight"].T, p[td + "linear.bias"])
         self.norm = (p[td + "norm1.weight"], p[td + "norm1.bias"])
         n_layers = len({k.split(".")[3] for k in p if k.startswith(td + "layers.")})
-        self.layers = [
-            {
-                k[len(f"{td}layers.{i}.") :]: v
-                for k, v in p.items()
-                if k.startswith(f"{td}layers.{i}.")
-            }
-            for i in range(n_layers)
-        ]
-        self.pools = [
-            {
-                k[len(f"pool_layers.{i}.model.") :]: v
-                for k, v in p.items()
-                if k.startswith(f"pool_layers.{i}.model.")
-            }
-            for i in range(len(DIMENSIONS))
-        ]
+        self.layers = [_under(p, f"{td}layers.{i}.") for i in range(n_layers)]
+        self.pools = [_under(p, f"pool_layers.{i}.model.") for i in range(len(DIMENSIONS))]
 
     @staticmethod
     def _fold(p: Mapping[str, np.ndarray], i: int) -> tuple[np.ndarray, np.ndarray]:
