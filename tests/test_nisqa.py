@@ -93,8 +93,9 @@ def _factory_song(seconds: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
         spec, rate=RATE, seed=11, backend="numpy", version=GENERATOR_VERSION
     )
     vocals, n = song.stems["vocals"], int(seconds * RATE)
-    energy = np.convolve(np.mean(vocals**2, axis=0), np.ones(RATE), mode="valid")[: -n or None]
-    start = int(np.argmax(energy[:: RATE // 10]) * (RATE // 10))
+    total = np.concatenate([[0.0], np.cumsum(np.mean(vocals**2, axis=0, dtype=np.float64))])
+    energy = total[n:] - total[:-n]  # of the n samples from each start
+    start = int(np.argmax(energy[:: RATE // 10])) * (RATE // 10)
     return song.mixture[:, start : start + n], vocals[:, start : start + n]
 
 

@@ -185,20 +185,39 @@ def silent_table(result: dict[str, Any]) -> Table | None:
     return Table("Silent references", caption, ("Song", "Stem", *names), rows)
 
 
-def song_table(result: dict[str, Any]) -> Table:
-    """Per song: ViSQOL average and SDR average over stems for each system."""
+def _song_cell(stems: dict[str, Any], key: str) -> float | None:
+    """One per-song cell: the mean over scored stems, or the vocals' NISQA MOS."""
+    if key == "nisqa":
+        vocals = stems.get("vocals", {}).get("nisqa")
+        return float(vocals["mos"]) if vocals else None
+    vals = [v[key] for v in stems.values() if v.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def song_table(result: dict[str, Any]) -> Table | None:
+    """Per song and system: ViSQOL and SDR averaged over stems, NISQA MOS of the vocals (those
+    that were run); ``None`` when none was."""
+    metrics = set(result["config"]["metrics"])
+    keys = [(k, label) for k, label, _ in _SONG_COLUMNS if k in metrics]
+    if not keys:
+        return None
     names = [s["name"] for s in result["systems"]]
     rows = []
     for song in result["songs"]:
-        cells = []
-        for n in names:
-            stems = song["systems"][n]["stems"].values()
-            for key in ("visqol", "sdr"):
-                vals = [v[key] for v in stems if v.get(key) is not None]
-                cells.append(_fmt(float(np.mean(vals)) if vals else None))
+        cells = [_fmt(_song_cell(song["systems"][n]["stems"], k)) for n in names for k, _ in keys]
         rows.append((song["song"], _fmt(song["seconds"], 1), *cells))
-    header = ("Song", "s", *(f"{n} {k}" for n in names for k in ("ViSQOL", "SDR")))
-    return Table("Per song", "Averages over the scored stems of each song.", header, tuple(rows))
+    header = ("Song", "s", *(f"{n} {label}" for n in names for _, label in keys))
+    caption = (
+        "; ".join(f"{label}: {what}" for k, label, what in _SONG_COLUMNS if k in metrics) + "."
+    )
+    return Table("Per song", caption, header, tuple(rows))
+
+
+_SONG_COLUMNS = (
+    ("visqol", "ViSQOL", "mean over the scored stems of the song"),
+    ("sdr", "SDR", "mean over the scored stems of the song"),
+    ("nisqa", "NISQA vocals", "MOS of the vocal stem"),
+)
 
 
 def build_tables(result: dict[str, Any]) -> list[Table]:
@@ -248,7 +267,9 @@ def build_tables(result: dict[str, Any]) -> list[Table]:
     silent = silent_table(result)
     if silent:
         out.append(silent)
-    out.append(song_table(result))
+    songs = song_table(result)
+    if songs:
+        out.append(songs)
     return out
 
 
