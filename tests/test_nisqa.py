@@ -304,5 +304,6 @@ def test_eval_reports_nisqa_beside_dnsmos(tmp_path: Path, monkeypatch: pytest.Mo
     for text in (md, page):
         assert "Table 2: vocals quality (NISQA)" in text
         assert "NISQA dimensions on vocals" in text and "NISQA MOS per stem" in text
+        assert "oracle NISQA vocals" in text and "oracle ViSQOL" not in text  # per song: what ran
     row = next(line for line in md.splitlines() if line.startswith("| reference (true vocals)"))
     assert f"{summary['reference_nisqa']['vocals']['mos']:.2f}" in row
