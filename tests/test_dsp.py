@@ -73,6 +73,17 @@ def test_evaluation_stft_round_trip_and_librosa_agreement() -> None:
     np.testing.assert_allclose(dsp.mel_filterbank(120, 2048, 48000), fb, atol=1e-7)
 
 
+def test_short_window_is_centred_in_the_frame_as_librosa_does() -> None:
+    x = _noise((9601,), scale=1.0)
+    spec = dsp.stft(x, 4096, 480, pad_mode="reflect", last_frame=True, win_length=960)
+    assert spec.shape == (2049, 9601 // 480 + 1)
+    librosa = pytest.importorskip("librosa")
+    theirs = librosa.stft(x, n_fft=4096, hop_length=480, win_length=960, pad_mode="reflect")
+    np.testing.assert_allclose(spec, theirs, atol=1e-3)
+    with pytest.raises(ValueError, match="win_length"):
+        dsp.stft(x, 1024, 256, win_length=2048)
+
+
 def test_istft_pads_what_no_frame_covers_and_refuses_sparse_hops() -> None:
     spec = dsp.stft(_noise((4800,)), 2048, 960)  # 5 frames cover 4800 - 64 samples
     y = dsp.istft(spec, 6000, 2048, 960)

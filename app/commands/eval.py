@@ -14,7 +14,11 @@ Score separators the way the field does, on any folder in the MUSDB18-HQ layout
 (<root>[/<split>]/<song>/{mixture,vocals,drums,bass,other}.wav or .flac, any rate, mono or
 stereo). Every system is scored on the same material in one run: ViSQOL per stem and DNSMOS
 on vocals (the paper's Tables 1-2), SDR (BSS-Eval v4) and SI-SDR, multi-resolution STFT and
-log-mel distances, plus speed (real-time factor) and peak memory per system.
+log-mel distances, plus speed (real-time factor) and peak memory per system. NISQA (MOS and
+its four dimensions; in Table 2 on vocals, apart on every stem) runs when asked for with
+--metrics ...,nisqa: its weights (NISQA v2.0's nisqa.tar, CC BY-NC-SA, not shipped) come from
+--nisqa-weights, else $STEMTOK_NISQA_WEIGHTS, else ../shared/weights/nisqa/nisqa.tar beside the
+checkout.
 
 Systems: mixture (every stem = the mixture; the floor), oracle (ideal ratio masks from the
 true stems; an upper bound), dsp (classical signal processing). default is our shipped
@@ -28,6 +32,7 @@ audio excerpts).
 Examples:
   stemtok eval data/musdb18hq --split test --out eval/ --max-seconds 30
   stemtok eval data/synth --systems mixture,dsp --estimates demucs=sep/htdemucs --out eval/
+  stemtok eval data/synth --split test --metrics dnsmos,nisqa --nisqa-weights nisqa.tar --out eval/
 """
 
 
@@ -72,7 +77,14 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "--metrics",
         default="visqol,dnsmos,sdr,si_sdr,mrstft,logmel",
         metavar="LIST",
-        help="comma-separated subset of the default list",
+        help="comma-separated subset of the default list, plus nisqa (needs its weights)",
+    )
+    p.add_argument(
+        "--nisqa-weights",
+        type=Path,
+        metavar="FILE",
+        help="NISQA v2.0's nisqa.tar for the nisqa metric (default: $STEMTOK_NISQA_WEIGHTS, "
+        "else ../shared/weights/nisqa/nisqa.tar beside the checkout)",
     )
     p.add_argument("--jobs", "-j", type=int, default=2, help="songs scored in parallel (2)")
     p.add_argument(
@@ -132,6 +144,7 @@ def _config(args: argparse.Namespace) -> Any:
         codec=args.codec,
         max_seconds=args.max_seconds,
         metrics=_list(args.metrics),
+        nisqa_weights=args.nisqa_weights,
         jobs=args.jobs,
         isolate=not args.no_isolate,
         silence_db=args.silence_db,

@@ -26,6 +26,11 @@ METRICS: dict[str, tuple[str, bool]] = {
     "dnsmos_sig": ("DNSMOS SIG", True),
     "dnsmos_bak": ("DNSMOS BAK", True),
     "dnsmos_ovrl": ("DNSMOS OVRL", True),
+    "nisqa_mos": ("NISQA MOS", True),
+    "nisqa_noi": ("NISQA noisiness", True),
+    "nisqa_dis": ("NISQA discontinuity", True),
+    "nisqa_col": ("NISQA coloration", True),
+    "nisqa_loud": ("NISQA loudness", True),
     "sdr": ("SDR (BSS-Eval v4, dB)", True),
     "si_sdr": ("SI-SDR (dB)", True),
     "usdr": ("uSDR (dB)", True),
@@ -66,14 +71,24 @@ def _system_summary(songs: Sequence[Mapping[str, Any]], system: str) -> dict[str
     return {"stems": stems, "avg": avg}
 
 
+def _mean_scores(scores: Sequence[Mapping[str, float]]) -> dict[str, float] | None:
+    """Key-wise mean of score dicts plus ``n``; ``None`` for none."""
+    if not scores:
+        return None
+    return {k: statistics.fmean(s[k] for s in scores) for k in scores[0]} | {"n": len(scores)}
+
+
+def _reference_nisqa(songs: Sequence[Mapping[str, Any]]) -> dict[str, Any] | None:
+    """Mean NISQA of each true stem over the songs where it is scored."""
+    refs = [s.get("reference_nisqa") or {} for s in songs]
+    per_stem = {stem: _mean_scores([r[stem] for r in refs if stem in r]) for stem in STEMS}
+    return per_stem if any(per_stem.values()) else None
+
+
 def summarise(songs: Sequence[Mapping[str, Any]], systems: Sequence[str]) -> dict[str, Any]:
-    """Aggregates per system, the reference vocals' DNSMOS and the silent-reference cases."""
-    ref = [s["reference_dnsmos"] for s in songs if s.get("reference_dnsmos")]
-    ref_dnsmos = (
-        {k: statistics.fmean(r[k] for r in ref) for k in ("sig", "bak", "ovrl")} | {"n": len(ref)}
-        if ref
-        else None
-    )
+    """Aggregates per system, the true stems' DNSMOS (vocals) and NISQA, and the
+    silent-reference cases."""
+    ref_dnsmos = _mean_scores([s["reference_dnsmos"] for s in songs if s.get("reference_dnsmos")])
     silent = [
         {
             "song": s["song"],
@@ -88,6 +103,7 @@ def summarise(songs: Sequence[Mapping[str, Any]], systems: Sequence[str]) -> dic
     return {
         "systems": {n: _system_summary(songs, n) for n in systems},
         "reference_dnsmos": ref_dnsmos,
+        "reference_nisqa": _reference_nisqa(songs),
         "silent": silent,
         "songs": len(songs),
         "seconds": sum(s["seconds"] for s in songs),

@@ -15,7 +15,7 @@ from engine.constants import STEMS
 from engine.evaluation.aggregate import METRICS
 from engine.evaluation.excerpt import Excerpt
 
-BAR_METRICS = ("visqol", "sdr", "si_sdr", "mrstft")
+BAR_METRICS = ("visqol", "sdr", "si_sdr", "mrstft", "nisqa_mos")
 DPI = 80
 
 

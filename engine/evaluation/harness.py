@@ -3,7 +3,8 @@
 1. **Check** everything that can be checked before work starts: the songs (every stem present,
    one rate, channel count and length per song), the systems (unknown names, models not yet
    available), the estimate folders (a folder and four stems per song), the protocol
-   (``--through-codec`` needs the codec).
+   (``--through-codec`` needs the codec), the metrics (packages installed; NISQA's weights
+   present and NISQA's).
 2. **Separate** with each built-in system, one song and one system at a time, each in a fresh
    process (see :mod:`engine.evaluation.runner`), for honest speed and memory numbers.
 3. **Score** the songs in parallel (``jobs`` worker processes), each worker sharing the
@@ -16,6 +17,7 @@ The result is one JSON-ready dict; :mod:`engine.evaluation.report` renders it.
 from __future__ import annotations
 
 import datetime
+import hashlib
 import importlib.metadata
 import os
 import platform
@@ -24,7 +26,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Any
@@ -33,13 +35,19 @@ import engine
 from engine.constants import STEMS
 from engine.data.musdb import Track, list_tracks
 from engine.errors import StemtokError
-from engine.evaluation import aggregate, perceptual, transforms
+from engine.evaluation import aggregate, nisqa, perceptual, transforms
 from engine.evaluation import excerpt as excerpt_mod
 from engine.evaluation import systems as sysmod
 from engine.evaluation.excerpt import Excerpt
 from engine.evaluation.metrics import SILENCE_DB
 from engine.evaluation.runner import SeparationRun, separate_isolated, separate_track
-from engine.evaluation.scoring import ALL_METRICS, ScoreSettings, SongTask, score_song
+from engine.evaluation.scoring import (
+    ALL_METRICS,
+    DEFAULT_METRICS,
+    ScoreSettings,
+    SongTask,
+    score_song,
+)
 from engine.evaluation.systems import SystemSpec
 from engine.progress import StageProgress
 
@@ -58,7 +66,8 @@ class EvalConfig:
     through_codec: bool = False
     codec: Path | None = None  # --through-codec with this codec folder (default: codec-small)
     max_seconds: float | None = None
-    metrics: tuple[str, ...] = ALL_METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
+    nisqa_weights: Path | None = None  # None: $STEMTOK_NISQA_WEIGHTS or the default path
     jobs: int = 2
     isolate: bool = True
     silence_db: float = SILENCE_DB
@@ -86,6 +95,19 @@ def check_metrics(names: tuple[str, ...]) -> tuple[str, ...]:
         name, why = next(iter(missing.items()))
         raise StemtokError(f"cannot compute {name}: {why}; or leave it out with --metrics")
     return names
+
+
+def check_nisqa(cfg: EvalConfig) -> Path | None:
+    """The NISQA weights file of the run (loaded once to check it is NISQA's), ``None`` when
+    NISQA is not asked for."""
+    if "nisqa" not in cfg.metrics:
+        return None
+    path = nisqa.weights_path(cfg.nisqa_weights)
+    model = nisqa.load_model(path)
+    shortest = model.cfg.min_samples() / nisqa.NISQA_RATE
+    if cfg.max_seconds is not None and cfg.max_seconds < shortest:
+        raise StemtokError(f"NISQA needs at least {shortest:.2f} s: raise --max-seconds")
+    return path
 
 
 def select_tracks(cfg: EvalConfig) -> list[Track]:
@@ -188,6 +210,7 @@ def run_eval(cfg: EvalConfig, progress: StageProgress | None = None) -> EvalRun:
     report = progress or (lambda stage, done, total: None)
     transform = transforms.resolve(cfg.through_codec, cfg.codec)
     metrics = check_metrics(cfg.metrics)
+    cfg = replace(cfg, nisqa_weights=check_nisqa(cfg))
     specs = sysmod.resolve(list(cfg.systems), list(cfg.estimates))
     tracks = select_tracks(cfg)
     _check_estimates(specs, tracks)
@@ -197,7 +220,12 @@ def run_eval(cfg: EvalConfig, progress: StageProgress | None = None) -> EvalRun:
         else None
     )
     settings = ScoreSettings(
-        metrics, cfg.silence_db, cfg.max_seconds, cfg.length_tolerance_s, cfg.cache_dir
+        metrics,
+        cfg.silence_db,
+        cfg.max_seconds,
+        cfg.length_tolerance_s,
+        cfg.cache_dir,
+        cfg.nisqa_weights,
     )
     work = Path(tempfile.mkdtemp(prefix="stemtok-eval-"))
     clock = {"start": time.perf_counter()}
@@ -255,5 +283,8 @@ def _spec_json(spec: SystemSpec) -> dict[str, Any]:
 def _config_json(cfg: EvalConfig, transform: str) -> dict[str, Any]:
     out = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()}
     out["protocol"] = "through codec" if cfg.through_codec else "plain (raw references)"
+    if cfg.nisqa_weights is not None:
+        digest = hashlib.sha256(cfg.nisqa_weights.read_bytes()).hexdigest()
+        out["nisqa_weights_sha256"] = digest
     out["transform"] = transform
     return out

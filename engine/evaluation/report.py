@@ -73,35 +73,74 @@ def stem_table(result: dict[str, Any], metric: str, title: str, caption: str) ->
     return Table(title, caption, ("Model", "Type", *STEMS, "avg"), tuple(rows))
 
 
-def dnsmos_table(result: dict[str, Any]) -> Table:
-    """DNSMOS on vocals, one row per system, with the true vocals as the first row."""
+def _reference(summary: dict[str, Any], metric: str, stem: str = "vocals") -> float | None:
+    """The true stem's own score for ``metric`` ("dnsmos_sig", "nisqa_mos", ...), if scored."""
+    family, _, key = metric.partition("_")
+    if family == "dnsmos":
+        ref = summary["reference_dnsmos"] if stem == "vocals" else None
+    else:
+        ref = (summary.get("reference_nisqa") or {}).get(stem)
+    return None if not ref else float(ref[key])
+
+
+def vocal_table(
+    result: dict[str, Any], columns: Sequence[tuple[str, str]], title: str, caption: str
+) -> Table:
+    """``(header, metric)`` columns on the vocal stem, one row per system, true vocals first."""
     summary, types = result["summary"], _types(result)
-    ref = summary["reference_dnsmos"]
-    rows = [
-        (
-            "reference (true vocals)",
-            "–",
-            *(_fmt(ref[k] if ref else None) for k in ("sig", "bak", "ovrl")),
-        )
-    ]
+    rows = [("reference (true vocals)", "–", *(_fmt(_reference(summary, m)) for _, m in columns))]
     for name in types:
-        rows.append(
-            (
-                name,
-                types[name],
-                *(
-                    _fmt(_value(summary, name, "vocals", f"dnsmos_{k}"))
-                    for k in ("sig", "bak", "ovrl")
-                ),
-            )
-        )
-    caption = "DNSMOS P.835 (1-5, higher is better) on the vocal stem, 16 kHz, mean over songs."
-    return Table(
-        "Table 2: vocals quality (DNSMOS)",
-        caption,
-        ("Model", "Type", "SIG", "BAK", "OVRL"),
-        tuple(rows),
+        cells = (_fmt(_value(summary, name, "vocals", m)) for _, m in columns)
+        rows.append((name, types[name], *cells))
+    return Table(title, caption, ("Model", "Type", *(h for h, _ in columns)), tuple(rows))
+
+
+def table2(result: dict[str, Any]) -> Table:
+    """The paper's Table 2: DNSMOS SIG/BAK/OVRL and NISQA on vocals (those that were run)."""
+    metrics = set(result["config"]["metrics"])
+    columns: list[tuple[str, str]] = []
+    parts = []
+    if "dnsmos" in metrics:
+        columns += [("SIG", "dnsmos_sig"), ("BAK", "dnsmos_bak"), ("OVRL", "dnsmos_ovrl")]
+        parts.append("DNSMOS P.835 SIG/BAK/OVRL (16 kHz)")
+    if "nisqa" in metrics:
+        columns.append(("NISQA", "nisqa_mos"))
+        parts.append("NISQA v2.0 MOS (48 kHz)")
+    caption = f"{' and '.join(parts)} of the vocal stem (1-5, higher is better), mean over songs."
+    names = ", ".join(n for n in ("DNSMOS", "NISQA") if n.lower() in metrics)
+    return vocal_table(result, columns, f"Table 2: vocals quality ({names})", caption)
+
+
+def nisqa_dimensions_table(result: dict[str, Any]) -> Table:
+    """NISQA's MOS and its four dimensions on vocals."""
+    columns = [
+        ("MOS", "nisqa_mos"),
+        ("Noisiness", "nisqa_noi"),
+        ("Coloration", "nisqa_col"),
+        ("Discontinuity", "nisqa_dis"),
+        ("Loudness", "nisqa_loud"),
+    ]
+    caption = (
+        "NISQA v2.0 on the vocal stem: overall MOS and the four quality dimensions (1-5, higher "
+        "means less of that impairment), 48 kHz mono, mean over songs."
     )
+    return vocal_table(result, columns, "NISQA dimensions on vocals", caption)
+
+
+def nisqa_stem_table(result: dict[str, Any]) -> Table:
+    """NISQA MOS of every stem, the true stems first (a speech model: read it apart)."""
+    caption = (
+        "NISQA v2.0 MOS per stem (1-5, higher is better), mean over songs. NISQA models speech "
+        "quality: outside the vocals it says how speech-like and clean a stem sounds, not how "
+        "well it is separated; compare each stem's rows with its true stem's."
+    )
+    table = stem_table(result, "nisqa_mos", "NISQA MOS per stem", caption)
+    summary = result["summary"]
+    refs = [_reference(summary, "nisqa_mos", s) for s in STEMS]
+    scored = [r for r in refs if r is not None]
+    avg = float(np.mean(scored)) if scored else None
+    first = ("reference (true stems)", "–", *(_fmt(r) for r in refs), _fmt(avg))
+    return Table(table.title, table.caption, table.header, (first, *table.rows))
 
 
 def speed_table(result: dict[str, Any]) -> Table:
@@ -146,20 +185,39 @@ def silent_table(result: dict[str, Any]) -> Table | None:
     return Table("Silent references", caption, ("Song", "Stem", *names), rows)
 
 
-def song_table(result: dict[str, Any]) -> Table:
-    """Per song: ViSQOL average and SDR average over stems for each system."""
+def _song_cell(stems: dict[str, Any], key: str) -> float | None:
+    """One per-song cell: the mean over scored stems, or the vocals' NISQA MOS."""
+    if key == "nisqa":
+        vocals = stems.get("vocals", {}).get("nisqa")
+        return float(vocals["mos"]) if vocals else None
+    vals = [v[key] for v in stems.values() if v.get(key) is not None]
+    return float(np.mean(vals)) if vals else None
+
+
+def song_table(result: dict[str, Any]) -> Table | None:
+    """Per song and system: ViSQOL and SDR averaged over stems, NISQA MOS of the vocals (those
+    that were run); ``None`` when none was."""
+    metrics = set(result["config"]["metrics"])
+    keys = [(k, label) for k, label, _ in _SONG_COLUMNS if k in metrics]
+    if not keys:
+        return None
     names = [s["name"] for s in result["systems"]]
     rows = []
     for song in result["songs"]:
-        cells = []
-        for n in names:
-            stems = song["systems"][n]["stems"].values()
-            for key in ("visqol", "sdr"):
-                vals = [v[key] for v in stems if v.get(key) is not None]
-                cells.append(_fmt(float(np.mean(vals)) if vals else None))
+        cells = [_fmt(_song_cell(song["systems"][n]["stems"], k)) for n in names for k, _ in keys]
         rows.append((song["song"], _fmt(song["seconds"], 1), *cells))
-    header = ("Song", "s", *(f"{n} {k}" for n in names for k in ("ViSQOL", "SDR")))
-    return Table("Per song", "Averages over the scored stems of each song.", header, tuple(rows))
+    header = ("Song", "s", *(f"{n} {label}" for n in names for _, label in keys))
+    caption = (
+        "; ".join(f"{label}: {what}" for k, label, what in _SONG_COLUMNS if k in metrics) + "."
+    )
+    return Table("Per song", caption, header, tuple(rows))
+
+
+_SONG_COLUMNS = (
+    ("visqol", "ViSQOL", "mean over the scored stems of the song"),
+    ("sdr", "SDR", "mean over the scored stems of the song"),
+    ("nisqa", "NISQA vocals", "MOS of the vocal stem"),
+)
 
 
 def build_tables(result: dict[str, Any]) -> list[Table]:
@@ -201,13 +259,17 @@ def build_tables(result: dict[str, Any]) -> list[Table]:
     for key, title, caption in spec:
         if needs.get(key, key) in metrics:
             out.append(stem_table(result, key, title, caption))
-        if key == "visqol" and "dnsmos" in metrics:
-            out.append(dnsmos_table(result))
+        if key == "visqol" and {"dnsmos", "nisqa"} & metrics:
+            out.append(table2(result))
+        if key == "visqol" and "nisqa" in metrics:
+            out += [nisqa_dimensions_table(result), nisqa_stem_table(result)]
     out.append(speed_table(result))
     silent = silent_table(result)
     if silent:
         out.append(silent)
-    out.append(song_table(result))
+    songs = song_table(result)
+    if songs:
+        out.append(songs)
     return out
 
 
@@ -260,6 +322,10 @@ def _intro(result: dict[str, Any], excerpt: Excerpt | None) -> list[str]:
         "Types: F floor (mixture as every stem), O oracle (uses the true stems), B classical "
         "baseline, G our generative model, D our discriminative teacher, E external estimates.",
     ]
+    if cfg.get("nisqa_weights"):
+        lines.append(
+            f"NISQA weights: {cfg['nisqa_weights']} (sha256 {cfg['nisqa_weights_sha256'][:12]}…)."
+        )
     if excerpt:
         lines.append(
             f"Excerpt: '{excerpt.song}' from {excerpt.start_s:.2f} s, "
@@ -389,6 +455,10 @@ METHOD: tuple[str, ...] = (
     "(channels averaged, resampled when needed); an all-zero estimate scores 1.0.",
     "DNSMOS: the P.835 ONNX model shipped in the speechmos package, run as speechmos does "
     "(9.01-s windows, 1-s hop, polynomial mapping) on mono 16 kHz vocals.",
+    "NISQA: the NISQA v2.0 weights (read from a path, not shipped) run in numpy with NISQA's "
+    "own features (48 kHz mono, 48 mel bands, 150-ms segments every 40 ms); signals longer than "
+    "the 52 s NISQA accepts are scored in equal parts, averaged by length. On the true stems and "
+    "every system's stems; Table 2 takes the vocals.",
     "SDR: BSS-Eval v4 (museval, images version) per 1-s frame, which equals "
     "10 log10(sum s^2 / sum (s_hat - s)^2) over the frame; frames where any scored reference or "
     "estimate is all-zero are skipped, as in museval; median over frames.",

@@ -1,9 +1,10 @@
 """Score one song: every system against the references, each metric per stem.
 
 Reference-side work (the optional codec round trip, silence flags, 48 kHz mono copies, STFT and
-log-mel features, DNSMOS of the true vocals) is done once per song and shared by all systems;
-the parts worth keeping between runs (transformed references, the reference DNSMOS) are cached
-on disk under ``cache_dir``, keyed by the files' size and mtime and the settings.
+log-mel features, DNSMOS of the true vocals, NISQA of the true stems) is done once per song and
+shared by all systems; the parts worth keeping between runs (transformed references, the
+reference DNSMOS and NISQA) are cached on disk under ``cache_dir``, keyed by the files' size and
+mtime and the settings (and, for NISQA, the weights file).
 
 A stem whose reference is silent (RMS below ``silence_db``) is not scored: its entry lists the
 level of each system's estimate instead (how much leaks into a stem that should be empty).
@@ -25,12 +26,15 @@ from engine.atomic import atomic_path, write_json
 from engine.constants import STEMS
 from engine.data.musdb import Track, TrackAudio
 from engine.evaluation import metrics as M
+from engine.evaluation import nisqa as N
 from engine.evaluation import perceptual as P
 from engine.evaluation.systems import SystemSpec, load_estimates
 from engine.evaluation.transforms import Transform
 
 CACHE_VERSION = 1
-ALL_METRICS: tuple[str, ...] = ("visqol", "dnsmos", "sdr", "si_sdr", "mrstft", "logmel")
+#: What ``--metrics`` runs unless told otherwise; ``nisqa`` needs its weights, so it is asked for.
+DEFAULT_METRICS: tuple[str, ...] = ("visqol", "dnsmos", "sdr", "si_sdr", "mrstft", "logmel")
+ALL_METRICS: tuple[str, ...] = (*DEFAULT_METRICS, "nisqa")
 _SPECTRAL_RATE = P.VISQOL_RATE  # spectral distances are taken on 48 kHz mono, like ViSQOL
 
 
@@ -38,11 +42,12 @@ _SPECTRAL_RATE = P.VISQOL_RATE  # spectral distances are taken on 48 kHz mono, l
 class ScoreSettings:
     """What to compute and how (shared by every song of a run)."""
 
-    metrics: tuple[str, ...] = ALL_METRICS
+    metrics: tuple[str, ...] = DEFAULT_METRICS
     silence_db: float = M.SILENCE_DB
     max_seconds: float | None = None
     length_tolerance_s: float = 0.05
     cache_dir: Path | None = None
+    nisqa_weights: Path | None = None  # checked before the run; needed when "nisqa" is asked
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,7 @@ class Reference:
     mags: dict[str, list[np.ndarray]] = field(default_factory=dict)
     mels: dict[str, np.ndarray] = field(default_factory=dict)
     dnsmos: P.DnsmosScore | None = None
+    nisqa: dict[str, N.NisqaScore] = field(default_factory=dict)  # stem -> score
 
 
 def _cache_key(track: Track, s: ScoreSettings, transform: Transform) -> str:
@@ -107,6 +113,29 @@ def _reference_dnsmos(vocals: np.ndarray, rate: int, task: SongTask) -> P.Dnsmos
     return score
 
 
+def _nisqa_weights(s: ScoreSettings) -> Path:
+    if s.nisqa_weights is None:
+        raise ValueError("NISQA was asked for without a weights file")
+    return s.nisqa_weights
+
+
+def _reference_nisqa(audio: np.ndarray, stem: str, rate: int, task: SongTask) -> N.NisqaScore:
+    weights = _nisqa_weights(task.settings)
+    cache = task.settings.cache_dir
+    path = None
+    if cache:
+        st = weights.stat()
+        model = hashlib.sha1(f"{weights.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+        key = _cache_key(task.track, task.settings, task.transform)
+        path = cache / f"{key}.nisqa-{model.hexdigest()[:8]}.{stem}.json"
+    if path and path.is_file():
+        return N.NisqaScore(**json.loads(path.read_text()))
+    score = N.nisqa(audio, rate, weights)
+    if path:
+        write_json(path, asdict(score), indent=None)
+    return score
+
+
 def prepare_reference(audio: TrackAudio, task: SongTask) -> Reference:
     """Transform, silence flags and cached features of the true stems."""
     stems, rate = _transformed(audio, task)
@@ -122,6 +151,9 @@ def prepare_reference(audio: TrackAudio, task: SongTask) -> Reference:
             ref.mels[stem] = M.log_mel(ref.mono48[stem], _SPECTRAL_RATE)
     if "dnsmos" in s.metrics and not ref.silent["vocals"]:
         ref.dnsmos = _reference_dnsmos(stems["vocals"], rate, task)
+    if "nisqa" in s.metrics:
+        for stem in (k for k in STEMS if not ref.silent[k]):
+            ref.nisqa[stem] = _reference_nisqa(stems[stem], stem, rate, task)
     return ref
 
 
@@ -136,11 +168,9 @@ def _estimates(
     return load_estimates(spec, task.track, audio.rate, shape, s.max_seconds, s.length_tolerance_s)
 
 
-def _stem_scores(
-    stem: str, est: np.ndarray, ref: Reference, metrics: tuple[str, ...]
-) -> dict[str, Any]:
+def _stem_scores(stem: str, est: np.ndarray, ref: Reference, s: ScoreSettings) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    true = ref.stems[stem]
+    true, metrics = ref.stems[stem], s.metrics
     if "si_sdr" in metrics:
         out["si_sdr"] = dsp.si_sdr(true, est)
     if "sdr" in metrics:
@@ -154,6 +184,8 @@ def _stem_scores(
         out["visqol"] = P.visqol(ref.mono48[stem], mono, _SPECTRAL_RATE)
     if "dnsmos" in metrics and stem == "vocals":
         out["dnsmos"] = asdict(P.dnsmos(est, ref.rate))
+    if "nisqa" in metrics:
+        out["nisqa"] = asdict(N.nisqa(est, ref.rate, _nisqa_weights(s)))
     return out
 
 
@@ -162,7 +194,7 @@ def score_system(
 ) -> dict[str, Any]:
     """Scores of one system's (transformed) estimates: ``stems`` (scored) and ``silent``."""
     scored = [k for k in STEMS if not ref.silent[k]]
-    stems = {k: _stem_scores(k, ests[k], ref, s.metrics) for k in scored}
+    stems = {k: _stem_scores(k, ests[k], ref, s) for k in scored}
     notes: list[str] = []
     if "sdr" in s.metrics and scored:
         refs = np.stack([ref.stems[k] for k in scored])
@@ -198,6 +230,7 @@ def score_song(task: SongTask) -> dict[str, Any]:
         "reference_level_db": {k: _finite_db(v) for k, v in ref.level_db.items()},
         "silent_stems": [k for k in STEMS if ref.silent[k]],
         "reference_dnsmos": asdict(ref.dnsmos) if ref.dnsmos else None,
+        "reference_nisqa": {k: asdict(v) for k, v in ref.nisqa.items()} if ref.nisqa else None,
         "systems": {},
     }
     for spec in task.systems:
