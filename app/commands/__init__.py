@@ -20,6 +20,7 @@ COMMANDS = (
     "editor",
     "bridge",
     "send",
+    "daw",
 )
 
 
