@@ -65,9 +65,11 @@ def script_path(daw: str) -> Path:
 def default_dir(daw: str) -> Path:
     """Where ``daw`` looks for user scripts."""
     config = Path(os.environ.get("XDG_CONFIG_HOME") or Path.home() / ".config")
+    mac = sys.platform == "darwin"
     if daw == "ardour":
-        return Path(os.environ.get("ARDOUR_CONFIG_PATH_USER") or config / "ardour7") / "scripts"
-    if sys.platform == "darwin":
+        base = Path.home() / "Library" / "Preferences" / "Ardour7" if mac else config / "ardour7"
+        return base / "scripts"
+    if mac:
         return Path.home() / "Library" / "Application Support" / "REAPER" / "Scripts"
     return config / "REAPER" / "Scripts"
 

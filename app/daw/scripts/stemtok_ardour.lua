@@ -49,7 +49,7 @@ function factory (params) return function ()
 	local function run (cmd)
 		if not io or not io.popen then
 			return false, "Ardour's Lua sandbox blocks running programs: turn off the preference "
-				.. "'Sandbox all Lua scripts' (Preferences > Scripting) and run the action again"
+				.. "'Sandbox all Lua scripts' and run the action again"
 		end
 		local f = io.popen (cmd .. " 2>&1")
 		local out = f:read ("a") or ""
