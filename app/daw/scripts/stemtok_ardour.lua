@@ -199,14 +199,36 @@ function factory (params) return function ()
 		return files
 	end
 
+	-- the editor's embed goes to the selected track, and Lua cannot select a track directly:
+	-- walk the selection there with the editor's own actions
+	local function select_only (track)
+		Editor:access_action ("Editor", "select-topmost")
+		for _ = 0, Session:get_routes ():size () + 1 do
+			local routes = Editor:get_selection ().tracks:routelist ()
+			if routes:size () == 1 and routes:front ():name () == track:name () then return true end
+			Editor:access_action ("Editor", "select-next-route")
+		end
+		return false
+	end
+
 	-- where new audio goes: one region of `path` on `track` at sample `at`
 	local placements = {}
 	local function place (track, path, at, name)
 		if gui then
+			if not select_only (track) then
+				print ("stemtok: could not select track " .. track:name () .. " for " .. path)
+				return
+			end
 			local files = C.StringVector ()
 			files:push_back (path)
 			local pos = Temporal.timepos_t (at)
 			Editor:do_embed (files, Editing.ImportDistinctFiles, Editing.ImportToTrack, pos, ARDOUR.PluginInfo (), track)
+			local regions = track:playlist ():region_list () -- name the new region like the track
+			for r in regions:iter () do
+				if r:position ():samples () == at and r:name () ~= name then
+					pcall (function () r:set_name (name) end)
+				end
+			end
 		else
 			placements[#placements + 1] = " --region " .. quote (track:name ()) .. " " .. quote (path)
 				.. " " .. at .. " " .. quote (name)
