@@ -282,7 +282,7 @@ def test_too_long_region_and_bridge_down_change_nothing(
     (line,) = [x for x in out.splitlines() if x.startswith("stemtok: nothing")]
     assert "frames" in line or "long" in line, line
     assert (session / "s.ardour").read_bytes() == saved
-    assert list((session / "stemtok").iterdir()) == []
+    assert not (session / "stemtok").exists()
 
     down = dict(env, XDG_RUNTIME_DIR=str(tmp_path / "nobridge"))
     (tmp_path / "nobridge").mkdir(mode=0o700)

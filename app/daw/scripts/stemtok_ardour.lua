@@ -47,10 +47,6 @@ function factory (params) return function ()
 
 	-- run a shell command; returns ok and its one-line verdict (stemtok's error line if any)
 	local function run (cmd)
-		if not io or not io.popen then
-			return false, "Ardour's Lua sandbox blocks running programs: turn off the preference "
-				.. "'Sandbox all Lua scripts' and run the action again"
-		end
 		local f = io.popen (cmd .. " 2>&1")
 		local out = f:read ("a") or ""
 		local ok = f:close ()
@@ -185,7 +181,13 @@ function factory (params) return function ()
 		local ok, line = run (command .. " send " .. quote (input) .. " --out " .. quote (folder)
 			.. " --mode " .. quote (mode) .. " --quiet" .. extra)
 		os.remove (input)
-		if not ok then return nil, line end
+		if not ok then
+			os.remove (folder .. "/" .. base) -- what send may have begun (only if it is empty)
+			if string.find (line, "'frames'", 1, true) then
+				line = line .. " (longer than the bridge takes: see 'stemtok bridge --max-minutes')"
+			end
+			return nil, c.region:name () .. ": " .. line
+		end
 		local names = operation == "instrumental" and { "instrumental" } or STEMS
 		local files = {}
 		for _, name in ipairs (names) do
@@ -274,6 +276,11 @@ function factory (params) return function ()
 	end
 
 	-- ------------------------------------------------------------------ the action
+	if not io or not io.popen or not os.execute then
+		say ("Ardour's Lua sandbox blocks running programs: turn off the preference "
+			.. "'Sandbox all Lua scripts' and run the action again", true)
+		return
+	end
 	if operation ~= "stems" and operation ~= "instrumental" then
 		say ("operation must be 'stems' or 'instrumental', not '" .. operation .. "'", true)
 		return
@@ -292,7 +299,7 @@ function factory (params) return function ()
 	end
 	local ok, line = run (command .. " bridge --status")
 	if not ok then
-		say ("the stemtok bridge is not running (" .. line .. "): start it with 'stemtok bridge'", true)
+		say ("the stemtok bridge is " .. line, true)
 		return
 	end
 
@@ -318,6 +325,7 @@ function factory (params) return function ()
 	if progress then progress:done () end
 	if not results then
 		for _, path in ipairs (made) do os.remove (path) end
+		os.remove (folder) -- only if nothing else is in it
 		say ("nothing was changed: " .. line, line ~= "cancelled")
 		return
 	end
