@@ -120,8 +120,8 @@ def run_install(args: argparse.Namespace) -> int:
 
 _NEXT = {
     "ardour": "In Ardour: Edit > Lua Scripts > Script Manager > Action Scripts > Add/Set, pick "
-    "'stemtok: Separate into stems'. It runs stemtok as a program, so the preference 'Sandbox "
-    "all Lua scripts' must stay off.",
+    "'stemtok: Separate into stems'. It runs stemtok as a program: where Ardour has the "
+    "preference 'Sandbox all Lua scripts' (newer than 7.3), it must stay off.",
     "reaper": "In REAPER: Actions > Show action list > New action > Load ReaScript, pick "
     "stemtok_reaper.py (ReaScript Python must be enabled in Preferences > Plug-ins > ReaScript).",
 }

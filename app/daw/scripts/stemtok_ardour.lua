@@ -8,7 +8,8 @@ operation "stems": the selected regions (or the selected time range on the selec
 the selected tracks whole) become four new tracks "<region> vocals", "drums", "bass", "other",
 each region at the source's position and length. operation "instrumental": each selected region
 (or each region of the selected tracks) is replaced by its instrumental (karaoke).
-Runs 'stemtok send' as a program: Ardour's "sandbox all Lua scripts" preference must be off.]]
+Runs 'stemtok send' as a program: where Ardour has the preference "Sandbox all Lua scripts",
+it must be off.]]
 }
 
 function action_params ()
@@ -277,8 +278,8 @@ function factory (params) return function ()
 
 	-- ------------------------------------------------------------------ the action
 	if not io or not io.popen or not os.execute then
-		say ("Ardour's Lua sandbox blocks running programs: turn off the preference "
-			.. "'Sandbox all Lua scripts' and run the action again", true)
+		say ("Ardour's Lua sandbox blocks running programs (io.popen, os.execute): turn off the "
+			.. "preference 'Sandbox all Lua scripts' and run the action again", true)
 		return
 	end
 	if operation ~= "stems" and operation ~= "instrumental" then
