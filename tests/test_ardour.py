@@ -149,7 +149,8 @@ def send(env: dict[str, str], audio: np.ndarray, out: Path, *extra: str) -> Path
     region = out / "region.wav"
     sf.write(region, audio, RATE, subtype="FLOAT")
     cmd = [sys.executable, "-m", "app.cli", "send", str(region), "--out", str(out), "--quiet"]
-    subprocess.run([*cmd, *extra], env=env, cwd=ROOT, check=True, timeout=120)
+    done = subprocess.run([*cmd, *extra], env=env, cwd=ROOT, capture_output=True, timeout=120)
+    assert done.returncode == 0, done.stderr.decode(errors="replace")[-2000:]
     return out / "region"
 
 
@@ -212,7 +213,8 @@ def make_session(tmp: Path, env: dict[str, str], song: dict[str, Path]) -> Path:
     cmd = [sys.executable, "-m", "app.cli", "daw", "ardour-place", str(session / "s.ardour")]
     cmd += ["--region", "Song", str(song["song"]), str(SONG_AT), "Song take"]
     cmd += ["--region", "Long", str(song["long"]), str(LONG_AT), "Long take"]
-    subprocess.run(cmd, env=env, cwd=ROOT, check=True, timeout=60)
+    done = subprocess.run(cmd, env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]
     return session
 
 
