@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(libportaudio2 fluidsynth fluid-soundfont-gm musescore-general-soundfont
-  hydrogen-drumkits festival festvox-kallpc16k openttd-openmsx simutrans-data)
+  hydrogen-drumkits festival festvox-kallpc16k openttd-openmsx simutrans-data ardour)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do

@@ -473,10 +473,13 @@ def test_send_and_status_commands(
         )
         == 0
     )
+    assert main(["send", str(src), "--out", str(out), "--quiet", "--karaoke"]) == 0
+    got, _ = read_audio(out / "region" / "instrumental.wav")
+    np.testing.assert_array_equal(got, sum(expected(a, n) for n in ("drums", "bass", "other")))
     capsys.readouterr()
     assert main(["bridge", "--status"]) == 0
     text = capsys.readouterr().out
-    assert "up" in text and "stemtok 0.1.0" in text and "2 done" in text and "queued" in text
+    assert "up" in text and "stemtok 0.1.0" in text and "3 done" in text and "queued" in text
 
 
 def test_status_and_send_when_no_bridge_runs(

@@ -21,6 +21,7 @@ COMMANDS = (
     "editor",
     "bridge",
     "send",
+    "daw",
 )
 
 

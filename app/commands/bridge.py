@@ -35,7 +35,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     add_listener_args(p)
     p.add_argument("--status", action="store_true", help="report on the running bridge and exit")
-    p.add_argument("--model", type=Path, help="model folder (default: the shipped model)")
+    p.add_argument(
+        "--model",
+        help="default (the shipped generative model), teacher (the shipped discriminative "
+        "teacher: fast, aligned only) or a model folder made by 'stemtok export'",
+    )
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--threads", type=int, help="CPU threads (default: all cores)")
     p.set_defaults(func=run)
@@ -136,11 +140,11 @@ def bridge_config(args: argparse.Namespace) -> Any:
 
 def make_server(args: argparse.Namespace) -> Any:
     from app.bridge.server import BridgeServer
-    from engine.runtime.lm_separator import LMSeparator
+    from engine.runtime.factory import open_separator
 
     config = bridge_config(args)
     log.info("loading the model")
-    engine = LMSeparator(args.model, device=args.device, threads=args.threads)
+    engine = open_separator(args.model, device=args.device, threads=args.threads)
     return BridgeServer(engine, config)
 
 

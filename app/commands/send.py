@@ -10,11 +10,14 @@ from typing import Any
 from engine.constants import STEMS
 from engine.errors import StemtokError
 
+INSTRUMENTAL = "instrumental"
+
 EXAMPLES = """\
 Examples:
   stemtok send region.wav --out stems              stems/region/{vocals,drums,bass,other}.wav
   stemtok send region.wav --out stems --stems vocals --mode generative --seed 2
   stemtok send region.flac --out stems --port 47321    over TCP instead of the Unix socket
+  stemtok send region.wav --out stems --karaoke        stems/region/instrumental.wav
 """
 
 
@@ -39,6 +42,11 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         help="aligned (default): stems sum to the region; generative: from tokens",
     )
     p.add_argument("--seed", type=int, help="sample with this seed instead of greedy decoding")
+    p.add_argument(
+        "--karaoke",
+        action="store_true",
+        help="write instrumental.wav (drums + bass + other) instead of the stems",
+    )
     p.add_argument("--port", type=int, help="TCP port of the bridge (default: find it)")
     p.add_argument("--socket", type=Path, metavar="PATH", help="Unix socket of the bridge")
     p.add_argument("--overwrite", action="store_true", help="replace existing stem files")
@@ -50,13 +58,18 @@ def run(args: argparse.Namespace) -> int:
     from app.commands.separate import parse_stems
     from engine.audio import read_audio
 
-    stems = parse_stems(args.stems)
-    paths = {s: args.out / args.region.stem / f"{s}.wav" for s in stems}
+    stems = ["drums", "bass", "other"] if args.karaoke else parse_stems(args.stems)
+    names = [INSTRUMENTAL] if args.karaoke else stems
+    paths = {s: args.out / args.region.stem / f"{s}.wav" for s in names}
     for path in paths.values():
         if path.exists() and not args.overwrite:
             raise StemtokError(f"{path}: already exists (pass --overwrite to replace it)")
     audio, rate = read_audio(args.region)
     result = _separate(args, audio, rate, stems)
+    if args.karaoke:
+        from engine.karaoke import karaoke_mix
+
+        result = {INSTRUMENTAL: karaoke_mix(result)}
     _write(result, paths, rate, args.overwrite)
     print(args.out / args.region.stem)
     return 0

@@ -1,0 +1,1 @@
+"""Scripts and helpers that connect DAWs to the stemtok bridge (Ardour, REAPER)."""
