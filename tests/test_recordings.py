@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from engine.audio import read_audio
-from engine.data.recordings import build_set, excerpt, find_recordings
+from engine.data.recordings import build_set, excerpt, find_recordings, package_dirs
 from engine.errors import StemtokError
 
 sf = pytest.importorskip("soundfile")
@@ -67,3 +67,10 @@ def test_excerpt() -> None:
     x = np.arange(10, dtype=np.float32)[None]
     assert excerpt(x, 1, 4.0)[1] == 3 and excerpt(x, 1, 4.0)[0].tolist() == [[3, 4, 5, 6]]
     assert excerpt(x, 1, None)[0] is x and excerpt(x, 1, 20.0)[1] == 0
+
+
+def test_packages_are_chosen_by_name() -> None:
+    assert list(package_dirs(["xmoto-data"])) == ["xmoto-data"]
+    assert "warzone2100-music" in package_dirs()
+    with pytest.raises(StemtokError, match="unknown package 'vlc'"):
+        package_dirs(["vlc"])

@@ -9,11 +9,11 @@ teacher's estimates remixed across songs)::
       -> OUT/<package>/<track>.flac (24-bit, the source's rate and channels)
       -> OUT/manifest.json: per file its package, licence, source file and excerpt
 
-Every package's licence is read from ``/usr/share/doc/<pkg>/copyright`` (all GPL-2 or GPL-2+;
-Warzone 2100's albums are also CC-BY-SA-3.0). All tracks are game soundtracks, instrumental as
-far as we listened: no sung vocals, so their vocal pseudo-labels are what the teacher puts
-there, mostly bleed. Recordings read through libsndfile (``soundfile``), which also decodes the
-Ogg Opus files that pedalboard cannot open.
+:data:`LICENCES` holds each package's music licence as its ``/usr/share/doc/<pkg>/copyright``
+states it (all GPL-2 or GPL-2+; Warzone 2100's albums also CC-BY-SA-3.0). All of it is
+instrumental game music: we know of no sung vocals in it (not every track was listened to), so
+its vocal pseudo-labels are whatever the teacher puts there. Files are read through libsndfile
+(``soundfile``), which also decodes the Ogg Opus files that pedalboard cannot open.
 """
 
 from __future__ import annotations
@@ -36,11 +36,13 @@ PACKAGE_DIRS: Final[dict[str, tuple[Path, ...]]] = {
     "warzone2100-music": (Path("/usr/share/games/warzone2100/music"),),
     "xmoto-data": (Path("/usr/share/games/xmoto/Textures/Musics"),),
     "frozen-bubble-data": (Path("/usr/share/games/frozen-bubble/snd"),),
+    "neverball-common": (Path("/usr/share/games/neverball/bgm"),),
 }
 LICENCES: Final[dict[str, str]] = {
     "warzone2100-music": "GPL-2+ (albums: CC-BY-SA-3.0 or later, or GPL-2+)",
     "xmoto-data": "GPL-2+",
     "frozen-bubble-data": "GPL-2",
+    "neverball-common": "GPL-2+",
 }
 SUFFIXES: Final = (".ogg", ".oga", ".opus", ".flac", ".wav")
 MIN_SECONDS: Final = 30.0  # shorter files are jingles and sound effects
@@ -56,6 +58,16 @@ def _soundfile() -> Any:
             "reading the recordings needs soundfile (pip install 'stemtok[train]')"
         ) from None
     return soundfile
+
+
+def package_dirs(names: Sequence[str] | None = None) -> dict[str, tuple[Path, ...]]:
+    """The folders of the packages ``names`` (all of :data:`PACKAGE_DIRS` when ``None``)."""
+    if names is None:
+        return dict(PACKAGE_DIRS)
+    unknown = [n for n in names if n not in PACKAGE_DIRS]
+    if unknown:
+        raise StemtokError(f"unknown package {unknown[0]!r} (one of {', '.join(PACKAGE_DIRS)})")
+    return {n: PACKAGE_DIRS[n] for n in names}
 
 
 def find_recordings(
