@@ -29,7 +29,7 @@ import numpy as np
 
 from engine import atomic
 from engine.audio import write_audio
-from engine.errors import StemtokError
+from engine.errors import StemtokError, install_hint
 
 #: Debian packages with real produced music, where they install it, and its licence.
 PACKAGE_DIRS: Final[dict[str, tuple[Path, ...]]] = {
@@ -55,7 +55,7 @@ def _soundfile() -> Any:
         import soundfile
     except ImportError:
         raise StemtokError(
-            "reading the recordings needs soundfile (pip install 'stemtok[train]')"
+            f"reading the recordings needs soundfile ({install_hint('train')})"
         ) from None
     return soundfile
 
