@@ -13,8 +13,8 @@ from the shipped teacher; ``remixit`` also trains on the pseudo-labelled real so
         --arms roformer,remixit --init resources/models/teacher --lr 3e-4 \
         --extra-data data/pseudo --cpu-minutes 20 --threads 1
 
-``run`` trains every arm from scratch in ``OUT/<arm>`` with the same seed, data, validation
-crops and optimiser, until the process has used ``--cpu-minutes`` of CPU time (all threads:
+``run`` trains every arm from scratch (or from ``--init``) in ``OUT/<arm>`` with the same seed,
+data, validation crops and optimiser, until the process has used ``--cpu-minutes`` of CPU time (all threads:
 arms are compared at equal cost even when the machine is shared); a second call resumes arms
 that have not spent their budget. ``plot`` draws the validation SI-SDR (average over stems)
 of every arm against CPU minutes and prints, per arm, the validation SI-SDR per stem at the
