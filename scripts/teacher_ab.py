@@ -5,8 +5,16 @@
     .venv/bin/python scripts/teacher_ab.py plot runs/ab docs/teacher-report/ab.png \
         --json docs/teacher-report/ab.json
 
-``run`` trains every arm from scratch in ``OUT/<arm>`` with the same seed, data, validation
-crops and optimiser, until the process has used ``--cpu-minutes`` of CPU time (all threads:
+Self-training (docs/teacher-report.md, "Self-training on real recordings"): both arms start
+from the shipped teacher; ``remixit`` also trains on the pseudo-labelled real songs of
+``--extra-data`` (as many crops as of DATA, every one of them remixed across songs)::
+
+    .venv/bin/python scripts/teacher_ab.py run data/synth-full --out runs/ab-self \
+        --arms roformer,remixit --init resources/models/teacher --lr 3e-4 \
+        --extra-data data/pseudo --cpu-minutes 20 --threads 1
+
+``run`` trains every arm from scratch (or from ``--init``) in ``OUT/<arm>`` with the same seed,
+data, validation crops and optimiser, until the process has used ``--cpu-minutes`` of CPU time (all threads:
 arms are compared at equal cost even when the machine is shared); a second call resumes arms
 that have not spent their budget. ``plot`` draws the validation SI-SDR (average over stems)
 of every arm against CPU minutes and prints, per arm, the validation SI-SDR per stem at the
@@ -35,13 +43,44 @@ ARMS: dict[str, tuple[dict[str, Any], dict[str, Any]]] = {
     "roformer-sdr": ({}, {"loss": "sdr"}),
     "roformer-l1sdr": ({}, {"loss": "l1+sdr"}),
     "roformer-6s": ({}, {"crop_seconds": 6.0, "batch_size": 2}),
+    "remixit": ({}, {}),
 }
+#: arms that also train on the ``--extra-data`` sets (pseudo-labelled songs): each extra set
+#: gets as many crops as DATA, and every crop of it is remixed across songs (DATA's crops with
+#: the usual probability, 0.5, each on its own draw)
+SELF_TRAINING: frozenset[str] = frozenset({"remixit"})
 
 
-def run(data: Path, out: Path, arms: list[str], cpu_minutes: float, eval_every: int = 50) -> None:
+def run(
+    data: Path,
+    out: Path,
+    arms: list[str],
+    cpu_minutes: float,
+    eval_every: int = 50,
+    *,
+    init: Path | None = None,
+    lr: float | None = None,
+    extra: list[Path] | None = None,
+) -> None:
+    start = None
+    if init is not None:
+        from export.teacher import load_source
+
+        start = load_source(init)[0].state_dict()
     for arm in arms:
         model_kw, train_kw = ARMS[arm]
         cfg = TeacherConfig.small(**model_kw)
+        sets = [data]
+        if arm in SELF_TRAINING:
+            if not extra:
+                raise SystemExit(f"arm {arm!r} needs --extra-data")
+            sets += extra
+            train_kw = train_kw | {
+                "set_weights": (1.0,) * len(sets),
+                "set_remix": (TeacherTrainConfig.remix_prob,) + (1.0,) * len(extra),
+            }
+        if lr is not None:
+            train_kw = train_kw | {"lr": lr}
         tcfg = replace(
             TeacherTrainConfig(eval_every=eval_every, schedule="cosine", max_steps=10**9),
             cpu_minutes=cpu_minutes,
@@ -50,7 +89,7 @@ def run(data: Path, out: Path, arms: list[str], cpu_minutes: float, eval_every: 
         # cosine over a budget the CPU limit ends first: the schedule is the same warm-up and
         # near-peak rate in every arm (progress is steps / max_steps, almost 0)
         print(f"== {arm}: {cpu_minutes:g} CPU minutes", flush=True)
-        train_teacher(cfg, tcfg, data, out / arm, progress=False, echo=None)
+        train_teacher(cfg, tcfg, sets, out / arm, progress=False, echo=None, init=start)
 
 
 def _valid(run_dir: Path) -> list[dict[str, Any]]:
@@ -114,6 +153,14 @@ def main() -> None:
     r.add_argument("--cpu-minutes", type=float, default=30.0)
     r.add_argument("--threads", type=int, default=1)
     r.add_argument("--eval-every", type=int, default=50, help="validate every this many steps")
+    r.add_argument("--init", type=Path, help="start every arm from this teacher's weights")
+    r.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
+    r.add_argument(
+        "--extra-data",
+        type=Path,
+        action="append",
+        help="pseudo-labelled set for the self-training arms (repeatable)",
+    )
     p = sub.add_parser("plot")
     p.add_argument("out", type=Path)
     p.add_argument("figure", type=Path)
@@ -125,7 +172,16 @@ def main() -> None:
         if unknown:
             ap.error(f"unknown arm {unknown[0]!r} (one of {', '.join(ARMS)})")
         torch.set_num_threads(args.threads)
-        run(args.data, args.out, arms, args.cpu_minutes, args.eval_every)
+        run(
+            args.data,
+            args.out,
+            arms,
+            args.cpu_minutes,
+            args.eval_every,
+            init=args.init,
+            lr=args.lr,
+            extra=args.extra_data,
+        )
         return
     result = plot(args.out, args.figure)
     text = json.dumps(result, indent=1)

@@ -3,6 +3,11 @@
 
     .venv/bin/python scripts/teacher_estimates.py data/synth-full --split test \
         --teacher runs/teacher-small --out runs/teacher-estimates
+
+``--teacher`` is a run, a ``teacher.pt`` folder or an exported teacher (its weights read back
+from the graph); ``--max-seconds 20`` separates the first 20 s of each song only (for ``stemtok
+eval --max-seconds 20``); ``--window-seconds 3 --fade-seconds 0.75`` are the windows of the
+shipped runtime.
 """
 
 from __future__ import annotations
@@ -14,8 +19,8 @@ from pathlib import Path
 import torch
 
 from engine.data.musdb import list_tracks, write_track
-from engine.models.roformer import load_teacher
 from engine.training.teacher import separate_song
+from export.teacher import load_source
 
 
 def main() -> None:
@@ -25,14 +30,18 @@ def main() -> None:
     ap.add_argument("--teacher", type=Path, required=True)
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-seconds", type=float, help="separate only the first S s of each song")
+    ap.add_argument("--window-seconds", type=float, default=6.0)
+    ap.add_argument("--fade-seconds", type=float, default=0.5)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    model = load_teacher(args.teacher)
+    model = load_source(args.teacher)[0]
     total_audio = total_wall = 0.0
     for track in list_tracks(args.set, args.split):
-        audio = track.load(["mixture"])
+        audio = track.load(["mixture"], max_seconds=args.max_seconds)
         t0 = time.perf_counter()
-        stems = separate_song(model, audio.stems["mixture"], audio.rate)
+        mix = audio.stems["mixture"]
+        stems = separate_song(model, mix, audio.rate, args.window_seconds, args.fade_seconds)
         wall = time.perf_counter() - t0
         write_track(args.out / track.name, stems, audio.rate, bit_depth="32f", overwrite=True)
         total_audio += audio.duration

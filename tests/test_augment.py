@@ -155,6 +155,28 @@ def test_augment_batch_sums() -> None:
     np.testing.assert_array_equal(mix, stems.astype(np.float64).sum(axis=1).astype(np.float32))
 
 
+def test_per_example_remix(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(A, "augment", lambda x, rng, cfg, mp3_prob=0.0: (x, None))
+    # stem s of song b is the constant 10 * b + s + 1
+    batch = np.zeros((4, 4, 2, 100), np.float32) + (
+        10 * np.arange(4)[:, None] + np.arange(4)[None, :] + 1
+    )[:, :, None, None].astype(np.float32)
+    for seed in range(10):
+        stems, mix = A.augment_batch(batch, np.random.default_rng(seed), remix_prob=[0, 1, 0, 1])
+        np.testing.assert_array_equal(stems[[0, 2]], batch[[0, 2]])  # never remixed
+        for row in stems[[1, 3]]:  # always remixed: four stems of four songs, in their places
+            songs = [(row[s, 0, 0] - s - 1) / 10 for s in range(4)]
+            assert len(set(songs)) == 4 and all(v in range(4) for v in songs)
+        np.testing.assert_allclose(mix, stems.sum(axis=1))
+    changed = [  # a remixed example has stems of four songs: at least three are new
+        not np.array_equal(A.augment_batch(batch, rng, remix_prob=[0.5] * 4)[0][0], batch[0])
+        for rng in map(np.random.default_rng, range(200))
+    ]
+    assert 0.4 < np.mean(changed) < 0.6  # about half of them
+    with pytest.raises(StemtokError, match="3 remix probabilities for 4"):
+        A.augment_batch(batch, np.random.default_rng(0), remix_prob=[1, 1, 1])
+
+
 def test_bad_input() -> None:
     with pytest.raises(StemtokError):
         A.augment(np.zeros((3, 2, 10), np.float32), np.random.default_rng(0))

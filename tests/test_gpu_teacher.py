@@ -103,7 +103,8 @@ def test_out_limits_and_configs(tmp_path: Path) -> None:
     assert sizes["small"] < 11 * 2**20 and 14 * 2**20 < sizes["large"] <= script.MAX_BYTES
 
 
-def test_prefetched_batches_equal_inline_ones(tmp_path: Path) -> None:
+@pytest.mark.parametrize("per_set", [False, True], ids=["one-set", "set-weights-and-remix"])
+def test_prefetched_batches_equal_inline_ones(tmp_path: Path, per_set: bool) -> None:
     from engine.training.codec_data import StemBank
     from engine.training.prefetch import PrefetchCrops
     from engine.training.teacher import SongCrops
@@ -114,9 +115,16 @@ def test_prefetched_batches_equal_inline_ones(tmp_path: Path) -> None:
             s: (0.1 * rng.standard_normal((2, 9600))).astype(np.float32)
             for s in ("vocals", "drums", "bass", "other")
         }
-        write_track(tmp_path / "set" / "train" / f"s{i}", song, 48_000, bit_depth="32f")
-    bank = StemBank(tmp_path / "set", "train", tmp_path / "cache", channels=2)
-    pre = PrefetchCrops(bank, 4800, 2, 3, 0.5, 1, np.random.default_rng(7), tmp_path / "ring")
+        where = "extra" if per_set and i == 2 else "set"
+        write_track(tmp_path / where / "train" / f"s{i}", song, 48_000, bit_depth="32f")
+    roots = [tmp_path / "set", tmp_path / "extra"] if per_set else [tmp_path / "set"]
+    sets: tuple[tuple[float, ...] | None, ...] = (
+        ((1.0, 2.0), (0.0, 1.0)) if per_set else (None, None)
+    )
+    bank = StemBank(roots, "train", tmp_path / "cache", channels=2)
+    pre = PrefetchCrops(
+        bank, 4800, 2, 3, 0.5, 1, np.random.default_rng(7), tmp_path / "ring", *sets
+    )
     try:
         got = [tuple(np.array(x) for x in pre.batch(3, 0.5)) for _ in range(3)]
     finally:
@@ -124,7 +132,7 @@ def test_prefetched_batches_equal_inline_ones(tmp_path: Path) -> None:
     trainer_rng = np.random.default_rng(7)
     seeds = [int(trainer_rng.integers(2**31)) for _ in range(3)]
     for (stems, mix), seed in zip(got, seeds, strict=True):
-        want = SongCrops(bank, 4800, np.random.default_rng(seed)).batch(3, 0.5)
+        want = SongCrops(bank, 4800, np.random.default_rng(seed), *sets).batch(3, 0.5)
         np.testing.assert_array_equal(stems, want[0])
         np.testing.assert_array_equal(mix, want[1])
 

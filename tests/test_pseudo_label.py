@@ -139,6 +139,23 @@ def test_rules_apply_to_any_segmenter_and_overwrite(
     assert len(m2["songs"]) == 2
 
 
+def test_without_vad_every_file_is_kept_whole(
+    teacher: TeacherSeparator, songs: Path, tmp_path: Path
+) -> None:
+    m = pseudo_label(
+        songs, tmp_path / "pl", cfg=PseudoLabelConfig(vad_method="none"), separator=teacher
+    )
+    assert [s["name"] for s in m["songs"]] == ["noise__01", "sing__01"]  # noise too: no VAD
+    assert [s["segment"] for s in m["songs"]] == [[0.0, 6.0], [0.0, 10.0]]
+    assert all(src["vad_method"] == "none" for src in m["sources"])
+    track = next(t for t in list_tracks(tmp_path / "pl", "train") if t.name == "sing__01")
+    audio = track.load()
+    sung = singing(10.0)
+    np.testing.assert_allclose(audio.mixture, np.stack([sung, 0.5 * sung]), atol=1e-6)
+    total = sum(audio.stems[s] for s in STEMS)
+    np.testing.assert_allclose(total, audio.mixture, atol=1e-5)
+
+
 def test_bad_files_are_recorded_and_the_rest_run(
     teacher: TeacherSeparator, songs: Path, tmp_path: Path
 ) -> None:

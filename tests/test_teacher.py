@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -321,3 +322,96 @@ def test_level_augmentation_scales_the_whole_example() -> None:
     factor = 10 ** (-12 / 20)
     assert np.all(quiet.gains >= 0.5 * factor - 1e-9) and np.all(quiet.gains <= 1.5 * factor)
     np.testing.assert_allclose(plain.gains * factor, quiet.gains)  # the same stem gains, scaled
+
+
+def test_song_weights_by_set() -> None:
+    from engine.training.teacher import song_weights
+
+    lengths, sets = np.array([100, 100, 200]), [0, 0, 1]
+    np.testing.assert_allclose(song_weights(lengths, sets), [0.25, 0.25, 0.5])
+    np.testing.assert_allclose(song_weights(lengths, sets, (3.0, 1.0)), [0.375, 0.375, 0.25])
+    np.testing.assert_allclose(song_weights(lengths, sets, (0.0, 2.0)), [0.0, 0.0, 1.0])
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"set_weights": (1.0,)}, "1 values for 2 data sets"),
+        ({"set_weights": (1.0, -1.0)}, r"in \[0, inf\]"),
+        ({"set_weights": (0.0, 0.0)}, "positive weight"),
+        ({"set_remix": (0.5, 1.5)}, r"in \[0, 1\]"),
+    ],
+)
+def test_bad_set_options_are_refused(change: dict[str, Any], message: str) -> None:
+    from engine.training.teacher import check_sets
+
+    with pytest.raises(StemtokError, match=message):
+        check_sets(replace(TeacherTrainConfig(), **change), 2)
+    check_sets(TeacherTrainConfig(set_weights=(1.0, 0.0), set_remix=(0.0, 1.0)), 2)
+
+
+@pytest.fixture(scope="module")
+def pseudo_set(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pseudo")
+    write_track(
+        root / "train" / "real", _song(np.random.default_rng(3), 2.0), RATE, bit_depth="32f"
+    )
+    return root
+
+
+def test_crops_follow_the_set_weights_and_remix_probabilities(
+    stem_set: Path, pseudo_set: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from engine.data import augment
+    from engine.training.codec_data import StemBank
+    from engine.training.teacher import SongCrops
+
+    bank = StemBank([stem_set, pseudo_set], "train", tmp_path / "cache", channels=2)
+    assert bank.sets == [0, 0, 1]
+    asked: list[Any] = []
+    real = augment.augment_batch
+
+    def spy(raw: np.ndarray, rng: np.random.Generator, cfg: Any, **kw: Any) -> Any:
+        asked.append(kw["remix_prob"])
+        return real(raw, rng, cfg, **kw)
+
+    monkeypatch.setattr(augment, "augment_batch", spy)
+    crops = SongCrops(bank, 4800, np.random.default_rng(0), (1.0, 1.0), (0.25, 1.0))
+    songs = [crops.crop()[1] for _ in range(400)]
+    assert 0.4 < np.mean(np.array(songs) == 2) < 0.6  # half the crops from the second set
+    for _ in range(5):
+        stems, mix = crops.batch(4, remix_prob=0.5)
+        np.testing.assert_allclose(stems.sum(axis=1), mix, atol=1e-5)
+    assert all(len(a) == 4 and set(a) <= {0.25, 1.0} for a in asked)  # per crop, by its set
+    SongCrops(bank, 4800, np.random.default_rng(0)).batch(4, remix_prob=0.5)
+    assert asked[-1] == 0.5  # without set_remix: the batch-level probability
+
+
+def test_self_training_run_on_two_sets(stem_set: Path, pseudo_set: Path, tmp_path: Path) -> None:
+    tcfg = TeacherTrainConfig(
+        batch_size=2,
+        crop_seconds=0.5,
+        warmup=1,
+        eval_every=2,
+        checkpoint_minutes=100.0,
+        valid_per_song=1,
+        max_steps=2,
+        set_weights=(1.0, 1.0),
+        set_remix=(0.5, 1.0),
+    )
+    out = tmp_path / "run"
+    rec = train_teacher(TINY, tcfg, [stem_set, pseudo_set], out, progress=False, echo=None)
+    assert rec["step"] == 2 and (out / "best" / "best.json").is_file()
+    saved = json.loads((out / "teacher_train_config.json").read_text())
+    assert saved["set_weights"] == [1.0, 1.0] and saved["set_remix"] == [0.5, 1.0]
+    with pytest.raises(StemtokError, match="1 values for 2 data sets"):
+        train_teacher(
+            TINY, replace(tcfg, set_remix=(1.0,)), [stem_set, pseudo_set], tmp_path / "bad"
+        )
+
+
+def test_cli_set_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "o")
+    with pytest.raises(SystemExit):
+        main(["train", "teacher", "--data", str(tmp_path), "--out", out, "--data-weights", "a,1"])
+    assert "expected numbers separated by commas" in capsys.readouterr().err

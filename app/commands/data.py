@@ -141,9 +141,10 @@ def _register_pseudo_label(dsub: argparse._SubParsersAction[Any]) -> None:
     s.add_argument("--split", default="train", help="split folder to write (default train)")
     s.add_argument(
         "--vad",
-        choices=("auto", "silero", "energy", "silero+energy"),
+        choices=("auto", "silero", "energy", "silero+energy", "none"),
         default="auto",
-        help="vocal activity detector (default auto)",
+        help="vocal activity detector (default auto); none: keep every file whole, for "
+        "instrumental music",
     )
     s.add_argument(
         "--min-seconds", type=float, default=2.0, help="shortest vocal segment kept (default 2)"

@@ -20,7 +20,19 @@ Examples:
   stemtok train teacher --data data/synth-full --out runs/teacher   (resumes, runs until stopped)
   stemtok train teacher --data data/synth-full --data data/synth-s1 --out runs/teacher \\
       --init resources/models/teacher        (two sets; start from the shipped teacher)
+  stemtok train teacher --data data/synth-full --data data/pseudo --data-weights 1,1 \
+      --data-remix 0.5,1 --init resources/models/teacher --lr 3e-4 --out runs/self-train
+                 (self-training: half the crops pseudo-labelled songs, always remixed)
 """
+
+
+def _floats(text: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: expected numbers separated by commas"
+        ) from None
 
 
 def register(tsub: argparse._SubParsersAction[Any]) -> None:
@@ -86,6 +98,19 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
         help="one gain per example drawn in [LOW, HIGH] dB, for songs from quiet to mastered "
         "(default 0 0)",
     )
+    p.add_argument(
+        "--data-weights",
+        type=_floats,
+        metavar="W1,W2,...",
+        help="share of the crops from each --data set, in their order (default: by length)",
+    )
+    p.add_argument(
+        "--data-remix",
+        type=_floats,
+        metavar="P1,P2,...",
+        help="remix probability of each crop by its --data set, each crop on its own draw "
+        "(default: the whole batch remixed with probability 0.5)",
+    )
     p.add_argument("--batch-size", type=int, help="crops per step (default 4)")
     p.add_argument("--crop-seconds", type=float, help="crop length (default 3)")
     p.add_argument("--lr", type=float, help="peak learning rate (default 1e-3)")
@@ -125,6 +150,8 @@ def run(args: argparse.Namespace) -> int:
         cycle_steps=args.cycle_steps,
         mp3_prob=args.mp3_prob,
         level_db=tuple(args.level_db) if args.level_db else None,
+        set_weights=args.data_weights,
+        set_remix=args.data_remix,
     )
     cfg = replace(TeacherConfig.named(args.config), channels=args.channels)
     init = None

@@ -303,12 +303,26 @@ def augment_batch(
     rng: np.random.Generator,
     cfg: AugmentConfig = AugmentConfig(),
     *,
-    remix_prob: float = 0.5,
+    remix_prob: float | Sequence[float] | np.ndarray = 0.5,
     mp3_prob: float = 0.0,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Training batch ``[B, 4, C, N]`` → ``(stems [B, 4, C, N], mixtures [B, C, N])``: with
     probability ``remix_prob`` the batch is first remixed across songs, then every example is
-    augmented (and with probability ``mp3_prob`` made lossy, see :func:`lossy`)."""
-    stems = remix(batch, rng) if rng.random() < remix_prob else np.asarray(batch, np.float32)
+    augmented (and with probability ``mp3_prob`` made lossy, see :func:`lossy`).
+
+    ``remix_prob`` may also be one probability per example ``[B]``: each example is then
+    replaced by its row of a remix of the whole batch on its own draw (its stems come from
+    other examples, whatever their songs), the others stay as they are.
+    """
+    probs = np.asarray(remix_prob, dtype=np.float64)
+    if probs.ndim == 0:
+        stems = remix(batch, rng) if rng.random() < probs else np.asarray(batch, np.float32)
+    else:
+        if probs.shape != (len(batch),):
+            raise StemtokError(f"{probs.size} remix probabilities for {len(batch)} examples")
+        stems = np.array(batch, np.float32)
+        rows = rng.random(len(stems)) < probs
+        if rows.any():
+            stems[rows] = remix(batch, rng)[rows]
     out = np.stack([augment(x, rng, cfg, mp3_prob=mp3_prob)[0] for x in stems])
     return out, out.astype(np.float64).sum(axis=1).astype(np.float32)

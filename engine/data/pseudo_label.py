@@ -6,7 +6,8 @@ As in the paper, the language model can train on music that has no true stems::
       -> teacher (engine.runtime, onnxruntime): four stems [C, N] at the song's rate, which add
          up to the song
       -> vocal activity of the estimated vocals (engine.data.vad: Silero, with the energy
-         detector's union by default): segments within 0.5 s merged, those >= 2 s kept
+         detector's union by default): segments within 0.5 s merged, those >= 2 s kept;
+         ``vad_method="none"`` keeps every file whole (instrumental music, self-training)
       -> one song folder per kept segment, the MUSDB layout that engine.data.musdb reads:
          OUT/<split>/<song>__<k>/{mixture,vocals,drums,bass,other}.wav (float32; the mixture is
          the original audio cut to the segment)
@@ -28,7 +29,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import numpy as np
 
@@ -53,7 +54,7 @@ class PseudoLabelConfig:
     """What is kept and where it goes."""
 
     split: str = "train"
-    vad_method: vad.Method = "auto"
+    vad_method: vad.Method | Literal["none"] = "auto"  # "none": every file kept whole
     merge_gap_s: float = 0.5  # vocal segments this close are one
     min_segment_s: float = 2.0  # the paper's rule: shorter segments are dropped
     overwrite: bool = False
@@ -69,8 +70,16 @@ class PseudoLabelConfig:
         return vad.VadConfig(merge_gap_s=self.merge_gap_s, min_segment_s=self.min_segment_s)
 
 
+def whole_file(vocals: np.ndarray, rate: int) -> tuple[vad.Segments, str]:
+    """The segmenter of ``vad_method="none"``: the whole file is one segment."""
+    return [(0.0, vocals.shape[-1] / rate)], "none"
+
+
 def vad_segmenter(cfg: PseudoLabelConfig) -> Segmenter:
-    """The default segmenter: :func:`engine.data.vad.detect` with ``cfg``'s method and rules."""
+    """The default segmenter: :func:`engine.data.vad.detect` with ``cfg``'s method and rules
+    (:func:`whole_file` for ``"none"``)."""
+    if cfg.vad_method == "none":
+        return whole_file
     method = vad.resolve_method(cfg.vad_method)  # fails early when silero is asked but absent
 
     def segment(vocals: np.ndarray, rate: int) -> tuple[vad.Segments, str]:

@@ -126,6 +126,10 @@ class TeacherTrainConfig:
     batch_size: int = 4
     crop_seconds: float = 3.0
     remix_prob: float = 0.5
+    # per --data set: share of the crops (None: by length) and remix probability of each crop
+    # (None: the whole batch remixed with remix_prob); see engine.training.teacher.SongCrops
+    set_weights: tuple[float, ...] | None = None
+    set_remix: tuple[float, ...] | None = None
     mp3_prob: float = 0.0  # examples made lossy (an MP3 round trip, augment.lossy)
     level_db: tuple[float, float] = (0.0, 0.0)  # one gain per example (quiet to mastered songs)
     compressed_weight: float = 0.0  # L1 of power-law compressed spectra (|X|^0.3, phase kept)

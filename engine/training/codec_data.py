@@ -84,6 +84,7 @@ class StemBank:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.names: list[str] = []
         self.songs: list[np.ndarray] = []
+        self.sets: list[int] = []  # per song: the index of its root in ``roots``
         self.refresh(progress)
         if not self.songs:
             where = ", ".join(map(str, self.roots))
@@ -94,13 +95,16 @@ class StemBank:
         whose files are incomplete are skipped until a later call. Returns how many were added.
         """
         tracks = [
-            (f"{root}/{t.name}", t) for root in self.roots for t in list_tracks(root, self.split)
+            (k, f"{root}/{t.name}", t)
+            for k, root in enumerate(self.roots)
+            for t in list_tracks(root, self.split)
         ]
-        tracks = [(name, t) for name, t in tracks if name not in self.names]
+        tracks = [(k, name, t) for k, name, t in tracks if name not in self.names]
         added = 0
-        for i, (name, track) in enumerate(tracks):
+        for i, (k, name, track) in enumerate(tracks):
             try:
                 self._add(name, track)
+                self.sets.append(k)
                 added += 1
             except StemtokError as exc:
                 log.info("skipping %s for now: %s", track.name, exc)

@@ -36,11 +36,12 @@ _OPEN: dict[str, np.ndarray] = {}  # in a worker: songs opened so far, by cache 
 class _Songs:
     """The part of :class:`StemBank` that :class:`SongCrops` reads, over cache files."""
 
-    def __init__(self, paths: list[str]) -> None:
+    def __init__(self, paths: list[str], sets: list[int]) -> None:
         for p in paths:
             if p not in _OPEN:
                 _OPEN[p] = np.load(p, mmap_mode="r")
         self.songs = [_OPEN[p] for p in paths]
+        self.sets = sets
         self.lengths = np.array([s.shape[-1] for s in self.songs], dtype=np.int64)
 
     def crop(self, song: int, start: int, n: int) -> np.ndarray:
@@ -67,15 +68,19 @@ def _fill(
     shape: tuple[int, ...],
     slot: int,
     paths: list[str],
+    sets: list[int],
     seed: int,
     remix_prob: float,
     mp3_prob: float,
     level_db: tuple[float, float],
+    set_weights: tuple[float, ...] | None,
+    set_remix: tuple[float, ...] | None,
 ) -> int:
     """In a worker: one augmented batch into ``slot`` of the ring; returns ``slot``."""
     from engine.training.teacher import SongCrops
 
-    crops = SongCrops(_Songs(paths), shape[-1], np.random.default_rng(seed))  # type: ignore[arg-type]
+    rng = np.random.default_rng(seed)
+    crops = SongCrops(_Songs(paths, sets), shape[-1], rng, set_weights, set_remix)  # type: ignore[arg-type]
     stems, mix = crops.batch(shape[0], remix_prob, mp3_prob, level_db)
     out_stems, out_mix = _views(_ring(ring, slots, shape, "r+")[slot], shape)
     out_stems[:], out_mix[:] = stems, mix
@@ -92,6 +97,7 @@ class PrefetchCrops:
     workers : processes (spawned: the trainer may hold a CUDA context).
     rng : the trainer's generator; one seed is drawn from it per batch.
     folder : where the ring file goes (removed at exit).
+    set_weights, set_remix : per data set, as in :class:`SongCrops`.
     """
 
     def __init__(
@@ -104,8 +110,11 @@ class PrefetchCrops:
         workers: int,
         rng: np.random.Generator,
         folder: Path,
+        set_weights: tuple[float, ...] | None = None,
+        set_remix: tuple[float, ...] | None = None,
     ) -> None:
         self.bank, self.rng, self.remix_prob, self.mp3_prob = bank, rng, remix_prob, 0.0
+        self.set_weights, self.set_remix = set_weights, set_remix
         self.level_db = (0.0, 0.0)
         self.shape = (size, channels, n)
         self.slots = 2 * workers
@@ -121,6 +130,7 @@ class PrefetchCrops:
     def reweight(self) -> None:
         """Draw from the bank's songs as they are now (after it grew)."""
         self.paths = [str(getattr(s, "filename", "")) for s in self.bank.songs]
+        self.sets = list(self.bank.sets)
 
     def _submit(self, slot: int) -> None:
         seed = int(self.rng.integers(2**31))
@@ -130,10 +140,13 @@ class PrefetchCrops:
             self.shape,
             slot,
             self.paths,
+            self.sets,
             seed,
             self.remix_prob,
             self.mp3_prob,
             self.level_db,
+            self.set_weights,
+            self.set_remix,
         )
         self.pending.append(self.pool.submit(_fill, *args))
 

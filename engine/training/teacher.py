@@ -4,7 +4,8 @@ One step, on a batch of crops (stereo for a stereo teacher, mono for a mono one)
 stems of a song:
 
 1. augmentation as for the LM's data (``engine.data.augment``): with probability 0.5 the batch
-   is first remixed across songs (each example's four stems from four different songs), then
+   is first remixed across songs (each example's four stems from four different songs; or,
+   with ``set_remix``, each example on its own draw with its data set's probability), then
    every stem gets a gain in x[0.5, 1.5], a 10 % polarity flip and a 7-band EQ; the mixture is
    the sum of the augmented stems;
 2. the STFT of the mixture (n_fft 2048, the config's hop) goes through the band-split RoFormer,
@@ -51,26 +52,41 @@ MR_RESOLUTIONS: tuple[tuple[int, int], ...] = ((512, 128),)  # fine time; the mo
 
 # --------------------------------------------------------------------------- data
 class SongCrops:
-    """Random crops ``[4, C, N]`` of all stems of a song (songs drawn by length, silent mixtures
-    mostly skipped; ``C`` the bank's channels)."""
+    """Random crops ``[4, C, N]`` of all stems of a song (silent mixtures mostly skipped; ``C``
+    the bank's channels).
 
-    def __init__(self, bank: StemBank, n: int, rng: np.random.Generator) -> None:
+    Songs are drawn by length; with ``set_weights`` (one per set of the bank, see
+    ``StemBank.sets``) each set gets that share of the crops, its songs still drawn by length
+    inside it. ``set_remix`` (one probability per set) remixes every crop on its own draw, with
+    its set's probability, instead of the whole batch with ``remix_prob`` (RemixIT-style
+    self-training: pseudo-labelled songs always remixed, true stems sometimes).
+    """
+
+    def __init__(
+        self,
+        bank: StemBank,
+        n: int,
+        rng: np.random.Generator,
+        set_weights: Sequence[float] | None = None,
+        set_remix: Sequence[float] | None = None,
+    ) -> None:
         self.bank, self.n, self.rng = bank, n, rng
+        self.set_weights, self.set_remix = set_weights, set_remix
         self.reweight()
 
     def reweight(self) -> None:
         """Recompute song weights (after the bank grew)."""
-        lengths = self.bank.lengths.astype(np.float64)
-        self.weights = lengths / lengths.sum()
+        self.weights = song_weights(self.bank.lengths, self.bank.sets, self.set_weights)
 
-    def crop(self) -> np.ndarray:
+    def crop(self) -> tuple[np.ndarray, int]:
+        """A crop ``[4, C, N]`` and the index of its song."""
         for _ in range(20):
             song = int(self.rng.choice(len(self.weights), p=self.weights))
             start = int(self.rng.integers(0, max(1, int(self.bank.lengths[song]) - self.n + 1)))
             crop = self.bank.crop(song, start, self.n)
             if rms_db(crop.sum(axis=0)) > -45.0:
                 break
-        return crop if crop.ndim == 3 else crop[:, None]
+        return (crop if crop.ndim == 3 else crop[:, None]), song
 
     def batch(
         self,
@@ -80,9 +96,44 @@ class SongCrops:
         level_db: tuple[float, float] = (0.0, 0.0),
     ) -> tuple[np.ndarray, np.ndarray]:
         """Augmented ``(stems [B, 4, C, N], mixtures [B, C, N])``."""
-        raw = np.stack([self.crop() for _ in range(size)])  # (B, 4, C, N)
+        crops, songs = zip(*(self.crop() for _ in range(size)), strict=True)
+        raw = np.stack(crops)  # (B, 4, C, N)
         cfg = augment.AugmentConfig(level_db=level_db)
-        return augment.augment_batch(raw, self.rng, cfg, remix_prob=remix_prob, mp3_prob=mp3_prob)
+        remix: float | list[float] = remix_prob
+        if self.set_remix is not None:
+            remix = [self.set_remix[self.bank.sets[song]] for song in songs]
+        return augment.augment_batch(raw, self.rng, cfg, remix_prob=remix, mp3_prob=mp3_prob)
+
+
+def song_weights(
+    lengths: np.ndarray, sets: Sequence[int], set_weights: Sequence[float] | None = None
+) -> np.ndarray:
+    """Probability of drawing each song ``[S]``: by length, or with ``set_weights`` the set's
+    share split by length among its songs (a set without songs gives its share to none)."""
+    length = np.asarray(lengths, dtype=np.float64)
+    if set_weights is None:
+        return length / length.sum()
+    index = np.asarray(sets, dtype=np.int64)
+    share = np.asarray(set_weights, dtype=np.float64)
+    per_set = np.bincount(index, weights=length, minlength=len(share))
+    weights = share[index] * length / per_set[index]
+    return weights / weights.sum()
+
+
+def check_sets(tcfg: TeacherTrainConfig, n_sets: int) -> None:
+    """Refuse per-set weights or remix probabilities that do not fit ``n_sets`` data sets."""
+    for name, values, low, high in (
+        ("set_weights", tcfg.set_weights, 0.0, float("inf")),
+        ("set_remix", tcfg.set_remix, 0.0, 1.0),
+    ):
+        if values is None:
+            continue
+        if len(values) != n_sets:
+            raise StemtokError(f"{name}: {len(values)} values for {n_sets} data sets")
+        if any(not low <= v <= high for v in values):
+            raise StemtokError(f"{name}: values must be in [{low:g}, {high:g}]")
+    if tcfg.set_weights is not None and sum(tcfg.set_weights) <= 0:
+        raise StemtokError("set_weights: at least one set needs a positive weight")
 
 
 def fixed_valid(bank: StemBank, n: int, per_song: int) -> np.ndarray:
@@ -222,10 +273,13 @@ class TeacherTrainer(common.Trainer):
         self.opt = torch.optim.AdamW(
             self.model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay
         )
+        check_sets(tcfg, len(data))
         split = "train" if all((d / "train").is_dir() for d in data) else None
         self.bank = StemBank(data, split, out / "cache", channels=cfg.channels)
         log.line(f"data: {len(self.bank.songs)} training songs, {self.bank.seconds / 60:.1f} min")
-        self.crops: SongCrops | PrefetchCrops = SongCrops(self.bank, tcfg.segment, self.np_rng)
+        self.crops: SongCrops | PrefetchCrops = SongCrops(
+            self.bank, tcfg.segment, self.np_rng, tcfg.set_weights, tcfg.set_remix
+        )
         if tcfg.workers > 0:
             self.crops = PrefetchCrops(
                 self.bank,
@@ -236,6 +290,8 @@ class TeacherTrainer(common.Trainer):
                 tcfg.workers,
                 self.np_rng,
                 out / "cache",
+                tcfg.set_weights,
+                tcfg.set_remix,
             )
         self.valid: np.ndarray | None = None
         if (data[0] / "valid").is_dir():
