@@ -7,7 +7,9 @@ This module is the model step, one 48-kHz segment::
     segment [C, n48] ─ mono ─ 4-s windows, overlap 1 s
       per chunk of B windows (one batch):
         log-mel [B, 120, 4T] ─ encoder + LM loop ─ codes [B, 4, 2, K, T]
-        aligned:    per channel, STFT of the window ─ masks of all 4 stems (codec_aligned.onnx)
+        aligned:    per channel, STFT of the window ─ masks of all 4 stems (codec_aligned.onnx;
+                    a folder with a prior also feeds the teacher's stems of the window, as
+                    magnitude-ratio masks, which the decoder refines)
                     ─ masks / their sum (the residual goes to each stem in proportion to its
                       mask) ─ iSTFT                                           [B, 4, C, W]
         generative: codec_generative.onnx ─ iSTFT ─ mono, copied to every channel
@@ -102,7 +104,7 @@ class LMSeparator(SegmentSeparator):
                     h = tokens.entropy[j, idx].mean((1, 2))
                     sink(float(p.starts[first + j]) / self.rate, h)
             if mode == "aligned":
-                out = self._aligned(codes, win.cut(x, p, first, count), job.cancel)
+                out = self._aligned(codes, win.cut(x, p, first, count), idx, job.cancel)
             else:
                 out = self._generative(codes)
             for j in range(count):
@@ -110,8 +112,19 @@ class LMSeparator(SegmentSeparator):
             progress((first + count) / p.n_windows)
         return ola.result()
 
-    def _aligned(self, codes: np.ndarray, mix: np.ndarray, cancel: Cancel | None) -> np.ndarray:
-        """codes ``[B, 4, 2, K, T]``, mix windows ``[B, C, W]`` -> stems ``[B, 4, C, W]``."""
+    def _prior(self, mix: np.ndarray, spec: np.ndarray, idx: list[int]) -> np.ndarray:
+        """The teacher's stems ``idx`` of one window ``[C, W]`` as masks on the mixture
+        spectrum ``spec`` ``[C, F, 8T]`` -> ``[S * C, F, 8T]``, stem-major."""
+        s = self.model.sizes
+        stems = self.model.prior.separate_channels(mix[None])[0, idx]  # (S, C, W)
+        masks = dsp.ratio_mask(dsp.stft(stems, s.stft_n_fft, s.stft_hop), spec[None])
+        return masks.reshape(-1, *masks.shape[2:])
+
+    def _aligned(
+        self, codes: np.ndarray, mix: np.ndarray, idx: list[int], cancel: Cancel | None
+    ) -> np.ndarray:
+        """codes ``[B, S, 2, K, T]`` of stems ``idx``, mix windows ``[B, C, W]`` -> stems
+        ``[B, S, C, W]``."""
         s = self.model.sizes
         b, n, c, w = codes.shape[0], codes.shape[1], mix.shape[1], mix.shape[2]
         out = np.empty((b, n, c, w), np.float32)
@@ -123,6 +136,8 @@ class LMSeparator(SegmentSeparator):
                 "codes": np.repeat(codes[j], c, axis=0),  # (4 * C, 2, K, T), stem-major
                 "mix_logmag": np.tile(dsp.log_magnitude(spec), (n, 1, 1)),
             }
+            if self.model.prior is not None:
+                feeds["prior"] = self._prior(mix[j], spec, idx)
             (mask,) = self.model.aligned.run(None, feeds)
             mask = mask.reshape(n, c, *mask.shape[1:])  # (4, C, F, 8T)
             mask = (mask + _MASK_FLOOR / n) / (mask.sum(axis=0) + _MASK_FLOOR)
