@@ -114,30 +114,27 @@ def run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             parity_audio=args.parity_audio,
         )
-        print(args.out)
-        return 0
-    if args.optimize is not None:
+    elif args.optimize is not None:
         from export.model import optimize_model
 
         optimize_model(
             args.optimize, args.out, overwrite=args.overwrite, parity_audio=args.parity_audio
         )
-        print(args.out)
-        return 0
-    if args.lm is None or args.codec is None:
-        raise StemtokError("give --lm and --codec (or --teacher RUN)")
-    from export.model import export_model
+    else:
+        from export.model import export_model
 
-    if not args.lm.is_file():
-        raise StemtokError(f"{args.lm}: no such LM file")
-    export_model(
-        args.lm,
-        args.codec,
-        args.out,
-        overwrite=args.overwrite,
-        kv=args.kv,
-        parity_audio=args.parity_audio,
-    )
+        if args.lm is None or args.codec is None:
+            raise StemtokError("give --lm and --codec (or --teacher RUN)")
+        if not args.lm.is_file():
+            raise StemtokError(f"{args.lm}: no such LM file")
+        export_model(
+            args.lm,
+            args.codec,
+            args.out,
+            overwrite=args.overwrite,
+            kv=args.kv,
+            parity_audio=args.parity_audio,
+        )
     print(args.out)
     return 0
 
