@@ -21,9 +21,11 @@ from engine import dsp
 from engine.errors import StemtokError
 from engine.models.codec import PRIOR_EPS, Codec, load_codec, save_codec
 from engine.models.codec_config import TRAIN_CONFIG_FILE
+from engine.runtime.decode import generate
 from engine.runtime.lm_separator import LMSeparator
 from engine.runtime.model import Model
 from engine.training.codec import train_codec
+from engine.training.codec_data import GeneratedBank, StemBank
 from export.model import refine_model
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -104,6 +106,42 @@ def test_training_moves_only_the_aligned_decoder(
     assert valid and {"prior_si_sdr", "random_codes_si_sdr", "aligned_si_sdr"} <= set(valid[0])
     # at step 0 the refinement is the teacher's masks, whatever the codes
     assert valid[0]["aligned_si_sdr"] == pytest.approx(valid[0]["prior_si_sdr"], abs=1e-3)
+
+
+def test_training_on_the_tokens_an_lm_writes(
+    stem_set: Path,  # noqa: F811
+    teacher_dir: Path,
+    model_dir: Path,
+    tmp_path: Path,
+) -> None:
+    base = model_dir.parent / "codec"
+    cfg = replace(load_codec(base).cfg, al_prior=True)
+    tcfg = tiny_train(
+        max_steps=2,
+        init=str(base),
+        prior_teacher=str(teacher_dir),
+        generated_model=str(model_dir),
+        generated_crops=5,
+    )
+    out = tmp_path / "run"
+    train_codec(cfg, tcfg, stem_set, out, progress=False, echo=None)
+    bank = GeneratedBank(
+        StemBank(stem_set, "train", out / "cache"), model_dir, 5, tcfg.segment, out / "cache"
+    )  # read back from the run's cache
+    assert bank.stems.shape == (5, 4, tcfg.segment)
+    lm = Model(model_dir, "cpu", threads=1)
+    mix = np.asarray(bank.stems[:2], np.float32).sum(axis=1)
+    np.testing.assert_array_equal(bank.codes[:2], generate(lm, dsp.log_mel(mix)).codes)
+    batch, codes = bank.batch(3, np.random.default_rng(0))
+    rng = np.random.default_rng(0)  # the same draws: rows, then stems
+    rows, stems = rng.integers(0, 5, size=3), rng.integers(0, 4, size=3)
+    crops = np.asarray(bank.stems[rows], np.float32)
+    np.testing.assert_array_equal(batch.stem, stems)
+    np.testing.assert_allclose(batch.stems, crops[np.arange(3), stems])
+    np.testing.assert_allclose(batch.mixture, crops.sum(axis=1), atol=1e-6)
+    np.testing.assert_array_equal(codes, bank.codes[rows, stems])
+    with pytest.raises(StemtokError, match="windows of"):
+        GeneratedBank(StemBank(stem_set, "train", out / "cache"), model_dir, 2, 999, tmp_path)
 
 
 def test_refined_folder_runs_the_teacher_and_refuses_another(

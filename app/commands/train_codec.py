@@ -47,6 +47,13 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
         "estimates given the stem codes (what the default model runs)",
     )
     p.add_argument(
+        "--generated-tokens",
+        type=Path,
+        metavar="MODEL",
+        help="with --prior-teacher: half of each batch gets the codes this exported model's LM "
+        "writes for training crops (what the decoder is given at run time)",
+    )
+    p.add_argument(
         "--max-substitution",
         type=float,
         help="largest share of codes the aligned decoder sees replaced at random (default 0.3)",
@@ -63,6 +70,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.prior_teacher is not None and args.init is None:
         raise StemtokError("--prior-teacher needs --init (the codec whose tokens the LM writes)")
+    if args.generated_tokens is not None and args.prior_teacher is None:
+        raise StemtokError("--generated-tokens trains a refining decoder: give --prior-teacher")
     cfg = CodecConfig.named(args.config)
     if args.init is not None:
         cfg = CodecConfig.load(args.init)
@@ -81,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
         max_substitution=args.max_substitution,
         init=None if args.init is None else str(args.init),
         prior_teacher=None if args.prior_teacher is None else str(args.prior_teacher),
+        generated_model=None if args.generated_tokens is None else str(args.generated_tokens),
     )
     rec = train_codec(
         cfg,

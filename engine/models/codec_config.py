@@ -190,7 +190,10 @@ class CodecTrainConfig:
     exported teacher folder) is for configs with ``al_prior``: the run then trains the aligned
     decoder alone, to refine that teacher's estimates given the (corrupted) stem codes; the
     encoders, codebooks and generative decoder stay as ``init`` has them, so the tokens of a
-    language model trained on them stay valid.
+    language model trained on them stay valid. With ``generated_model`` (an exported model
+    folder), ``generated_share`` of each batch comes from ``generated_crops`` training crops
+    with the codes that folder's LM writes for them (:class:`engine.training.codec_data.GeneratedBank`), the rest from
+    corrupted true codes.
     """
 
     batch_size: int = 8
@@ -213,6 +216,9 @@ class CodecTrainConfig:
     p_drop_levels: float = 0.5
     init: str = ""
     prior_teacher: str = ""
+    generated_model: str = ""
+    generated_crops: int = 512
+    generated_share: float = 0.5
     log_every: int = 10
     eval_every: int = 200
     checkpoint_minutes: float = 4.0

@@ -46,7 +46,7 @@ from engine.models.codec_losses import (
 from engine.models.rvq import perplexity
 from engine.runtime.teacher import TeacherModel
 from engine.training import common
-from engine.training.codec_data import Batch, CropSampler, StemBank, fixed_batch
+from engine.training.codec_data import Batch, CropSampler, GeneratedBank, StemBank, fixed_batch
 
 
 def to_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -100,16 +100,26 @@ def teacher_prior(teacher: TeacherModel, batch: Batch, n_fft: int, hop: int) -> 
 
 
 def prior_step_losses(
-    codec: Codec, batch: Batch, tcfg: CodecTrainConfig, gen: torch.Generator, prior: torch.Tensor
+    codec: Codec,
+    batch: Batch,
+    tcfg: CodecTrainConfig,
+    gen: torch.Generator,
+    prior: torch.Tensor,
+    given: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
     """:func:`step_losses` of a run that trains the aligned decoder alone, on top of ``prior``
-    ``[B, F, 8T]`` (the teacher's masks)."""
+    ``[B, F, 8T]`` (the teacher's masks); ``given`` ``[G, 2, K, T]``: the codes of the last
+    ``G`` examples (an LM's), used as they are instead of corrupted true ones."""
     cfg = codec.cfg
     stems, mixture, _ = to_tensors(batch, next(codec.parameters()).device)
     clean = codec.encode(stems)
     codes, keep = corrupt_codes(
         clean, cfg.codebook_size, tcfg.max_substitution, tcfg.p_drop_levels, gen
     )
+    if given is not None:
+        n = len(stems) - len(given)
+        codes = torch.cat([codes[:n], given.to(codes)])
+        keep = torch.cat([keep[:n], torch.full((len(given),), cfg.n_levels, device=keep.device)])
     mix_spec = codec.spectrum(mixture)
     mask = codec.mask(*codec.dequantize(codes, keep), mix_spec, prior)
     est = codec_dsp.istft(mask * mix_spec, stems.shape[-1], cfg.n_fft, cfg.stft_hop)
@@ -207,6 +217,13 @@ class CodecTrainer(common.Trainer):
         log.line(f"data: {len(bank.songs)} training songs, {bank.seconds / 60:.1f} min")
         self.bank = bank
         self.sampler = CropSampler(bank, tcfg.segment, self.np_rng)
+        self.generated: GeneratedBank | None = None
+        if self.teacher is not None and tcfg.generated_model:
+            if self.group.world > 1:
+                raise StemtokError("training on an LM's tokens runs in one process")
+            log.line(f"tokens of {tcfg.generated_model} for {tcfg.generated_crops} crops")
+            model, n = Path(tcfg.generated_model), tcfg.generated_crops
+            self.generated = GeneratedBank(bank, model, n, tcfg.segment, out / "cache")
         self.valid = _valid_batch(data, out, tcfg.segment)
         self.valid_prior = None
         if self.teacher is not None and self.valid is not None:
@@ -242,14 +259,25 @@ class CodecTrainer(common.Trainer):
         lr = self.tcfg.lr * self.schedule.factor(self.step, progress)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        batch = self.sampler.batch(self.tcfg.batch_size)  # the same on every process
+        size = self.tcfg.batch_size
+        taken = 0 if self.generated is None else round(size * self.tcfg.generated_share)
+        batch = self.sampler.batch(size - taken)  # the same on every process
+        given = None
+        if self.generated is not None and taken:
+            part, lm_codes = self.generated.batch(taken, self.np_rng)
+            batch = Batch(
+                np.concatenate([batch.stems, part.stems]),
+                np.concatenate([batch.mixture, part.mixture]),
+                np.concatenate([batch.stem, part.stem]),
+            )
+            given = torch.from_numpy(lm_codes)
         shard = self.group.shard
         batch = Batch(shard(batch.stems), shard(batch.mixture), shard(batch.stem))
         if self.teacher is None:
             total, parts, codes = self.forward(step_losses, self.codec, batch, self.tcfg, self.gen)
         else:
             prior = self.prior(batch)
-            args = (self.codec, batch, self.tcfg, self.gen, prior)
+            args = (self.codec, batch, self.tcfg, self.gen, prior, given)
             total, parts, codes = self.forward(prior_step_losses, *args)
         self.opt.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
