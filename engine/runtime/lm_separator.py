@@ -35,6 +35,7 @@ from engine.runtime.segments import SegmentJob, SegmentSeparator
 from engine.runtime.separator import FractionProgress
 
 _MASK_FLOOR = 1e-4  # where all masks are ~0 the mixture is shared equally
+_TEACHER_BATCH = 4  # windows per teacher graph call (its masks of 4 windows: about 50 MB)
 _LM_SHARE = 0.8  # share of a chunk's time the progress bar gives to the LM loop
 
 
@@ -112,13 +113,18 @@ class LMSeparator(SegmentSeparator):
             progress((first + count) / p.n_windows)
         return ola.result()
 
-    def _prior(self, mix: np.ndarray, spec: np.ndarray, idx: list[int]) -> np.ndarray:
-        """The teacher's stems ``idx`` of one window ``[C, W]`` as masks on the mixture
-        spectrum ``spec`` ``[C, F, 8T]`` -> ``[S * C, F, 8T]``, stem-major."""
-        s = self.model.sizes
-        stems = self.model.prior.separate_channels(mix[None])[0, idx]  # (S, C, W)
-        masks = dsp.ratio_mask(dsp.stft(stems, s.stft_n_fft, s.stft_hop), spec[None])
-        return masks.reshape(-1, *masks.shape[2:])
+    def _teacher(self, mix: np.ndarray, cancel: Cancel | None) -> np.ndarray | None:
+        """The prior teacher's stems ``[B, 4, C, W]`` of windows ``[B, C, W]`` (None without a
+        prior), a few windows per graph call."""
+        prior = self.model.prior
+        if prior is None:
+            return None
+        parts = []
+        for first in range(0, len(mix), _TEACHER_BATCH):
+            if cancel is not None and cancel():
+                raise Cancelled("separation cancelled")
+            parts.append(prior.separate_channels(mix[first : first + _TEACHER_BATCH]))
+        return np.concatenate(parts)
 
     def _aligned(
         self, codes: np.ndarray, mix: np.ndarray, idx: list[int], cancel: Cancel | None
@@ -128,6 +134,7 @@ class LMSeparator(SegmentSeparator):
         s = self.model.sizes
         b, n, c, w = codes.shape[0], codes.shape[1], mix.shape[1], mix.shape[2]
         out = np.empty((b, n, c, w), np.float32)
+        teacher = self._teacher(mix, cancel)
         for j in range(b):
             if cancel is not None and cancel():
                 raise Cancelled("separation cancelled")
@@ -136,8 +143,9 @@ class LMSeparator(SegmentSeparator):
                 "codes": np.repeat(codes[j], c, axis=0),  # (4 * C, 2, K, T), stem-major
                 "mix_logmag": np.tile(dsp.log_magnitude(spec), (n, 1, 1)),
             }
-            if self.model.prior is not None:
-                feeds["prior"] = self._prior(mix[j], spec, idx)
+            if teacher is not None:  # its stems as masks (S * C, F, 8T), stem-major
+                prior = dsp.ratio_mask(dsp.stft(teacher[j, idx], s.stft_n_fft, s.stft_hop), spec)
+                feeds["prior"] = prior.reshape(-1, *prior.shape[2:])
             (mask,) = self.model.aligned.run(None, feeds)
             mask = mask.reshape(n, c, *mask.shape[1:])  # (4, C, F, 8T)
             mask = (mask + _MASK_FLOOR / n) / (mask.sum(axis=0) + _MASK_FLOOR)
