@@ -123,6 +123,13 @@ def log_magnitude(spec: np.ndarray, floor: float = 1e-5) -> np.ndarray:
     return np.log(np.abs(spec) + np.float32(floor)).astype(np.float32, copy=False)
 
 
+def ratio_mask(stem_spec: np.ndarray, mix_spec: np.ndarray, floor: float = 1e-8) -> np.ndarray:
+    """``|S| / |X|`` clipped to [0, 1]: an estimate of one stem as a magnitude mask on the
+    mixture (float32, the shape of the spectra)."""
+    ratio = np.abs(stem_spec) / (np.abs(mix_spec) + np.float32(floor))
+    return np.clip(ratio, 0.0, 1.0).astype(np.float32, copy=False)
+
+
 def _hz_to_mel(f: np.ndarray) -> np.ndarray:
     """Slaney's mel scale: linear below 1 kHz, logarithmic above."""
     f = np.asarray(f, dtype=np.float64)

@@ -8,7 +8,7 @@ cache objects)::
     lm.onnx           x [B, L, D], start [1], cond,        -> logits [B, K, C] (last position),
                       k/v buffers [n_layers, B, Hkv, S, hd]   k/v buffers (see DecoderGraph)
     codec_generative  codes [B, 2, K, T]                   -> spectrum [B, 2, F, 8T] (re, im)
-    codec_aligned     codes [B, 2, K, T], mix_logmag [B, F, 8T] -> mask [B, F, 8T]
+    codec_aligned     codes [B, 2, K, T], mix_logmag [B, F, 8T] (, prior [B, F, 8T]) -> mask [B, F, 8T]
 
 Token embeddings are not in ``lm.onnx``: the runtime sums rows of the exported table
 (``embed.npy``) in numpy, so that one graph input ``x`` serves both the continuous prefix (prefill)
@@ -153,12 +153,13 @@ class GenerativeGraph(nn.Module):
 
 
 class AlignedGraph(nn.Module):
-    """``codes [B, 2, K, T]`` + ``log(|X_mix| + 1e-5) [B, F, 8T]`` -> mask ``[B, F, 8T]``."""
+    """``codes [B, 2, K, T]`` + ``log(|X_mix| + 1e-5) [B, F, 8T]`` (+ ``prior [B, F, 8T]`` for a
+    codec with ``al_prior``) -> mask ``[B, F, 8T]``."""
 
     def __init__(self, codec: Codec) -> None:
         super().__init__()
         self.codec = codec
 
-    def forward(self, codes: Tensor, mix_logmag: Tensor) -> Tensor:
-        out: Tensor = self.codec.aligned(*self.codec.dequantize(codes), mix_logmag)
+    def forward(self, codes: Tensor, mix_logmag: Tensor, prior: Tensor | None = None) -> Tensor:
+        out: Tensor = self.codec.aligned(*self.codec.dequantize(codes), mix_logmag, prior)
         return out

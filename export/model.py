@@ -14,13 +14,21 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
+from engine import dsp
 from engine.constants import MODEL_RATE
 from engine.errors import StemtokError
 from engine.models.codec import Codec, load_codec
 from engine.models.lm import SeparationLM, load_lm
 from export import parity
-from export.onnx_export import export_all, move_into_place, sha256, write_config
+from export.onnx_export import (
+    export_aligned,
+    export_all,
+    move_into_place,
+    sha256,
+    write_config,
+)
 from export.optimize import optimize_lm
 
 Echo = Callable[[str], None]
@@ -172,7 +180,6 @@ def optimize_model(
     """Fuse the LM of the model folder ``src`` and add its float16 graph, checked against the
     folder's own float32 graph (which was checked against torch when it was exported); the
     result goes to ``out`` (``src`` itself with ``overwrite``) by a rename."""
-    from engine import dsp
     from engine.runtime.model import read_config
 
     if out.exists() and not overwrite:
@@ -191,6 +198,116 @@ def optimize_model(
     try:
         shutil.copytree(src, tmp)
         config = optimize_graphs(tmp, mel, echo)
+        move_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return config
+
+
+def _same_tokenizer(a: Codec, b: Codec) -> bool:
+    """Whether two codecs write the same codes: equal encoders and codebooks."""
+    sa, sb = a.state_dict(), b.state_dict()
+    keys = [k for k in sa if k.startswith(("acoustic.", "semantic.", "rvq_"))]
+    return all(k in sb and torch.equal(sa[k], sb[k]) for k in keys)
+
+
+def _teacher_ref(folder: Path) -> str:
+    """How a model config names a teacher folder: its bare name when that name finds it (a
+    shipped teacher), else its absolute path."""
+    from engine.runtime.model import model_dir
+
+    try:
+        if model_dir(folder.name).resolve() == folder.resolve():
+            return folder.name
+    except StemtokError:
+        pass
+    return str(folder.resolve())
+
+
+def refine_model(
+    src: Path,
+    codec_dir: Path,
+    out: Path,
+    *,
+    teacher: Path | None = None,
+    overwrite: bool = False,
+    parity_audio: Path | None = None,
+    echo: Echo = _stderr,
+) -> dict[str, Any]:
+    """Give the model folder ``src`` the aligned decoder of ``codec_dir``, one that refines a
+    teacher's estimates (trained with ``stemtok train codec --prior-teacher``), checked against
+    torch on windows where that teacher really ran; the result goes to ``out`` (``src`` itself
+    with ``overwrite``) by a rename. ``teacher`` defaults to the one the decoder trained with."""
+    from engine.models.codec_config import TRAIN_CONFIG_FILE
+    from engine.runtime.model import Model, model_dir, read_config
+    from engine.runtime.teacher import GRAPH_FILE, TeacherModel
+
+    if out.exists() and not overwrite:
+        raise StemtokError(f"{out}: already exists (pass --overwrite to replace it)")
+    config = read_config(src)
+    codec = load_codec(codec_dir)
+    if not codec.cfg.al_prior:
+        raise StemtokError(
+            f"{codec_dir}: its aligned decoder refines no teacher (train one with 'stemtok train "
+            "codec --init CODEC --prior-teacher TEACHER')"
+        )
+    if teacher is None:
+        import json
+
+        recipe = codec_dir / TRAIN_CONFIG_FILE
+        named = json.loads(recipe.read_text()).get("prior_teacher") if recipe.is_file() else None
+        if not named:
+            raise StemtokError(f"{codec_dir}: no record of its teacher; pass --prior-teacher")
+        teacher = Path(named)
+    teacher = model_dir(teacher)
+    base = Path(config.get("source", {}).get("codec", ""))
+    if (base / "codec.pt").is_file() and not _same_tokenizer(codec, load_codec(base)):
+        raise StemtokError(
+            f"{codec_dir}: its encoders differ from those of {base}, whose tokens the LM of "
+            f"{src} writes"
+        )
+    n_frames = int(config["layout"]["n_frames"])
+    window = n_frames * codec.cfg.frame_hop
+    audio = _mono_48k(parity_audio)
+    if audio is None or audio.shape[-1] < window:
+        audio = 0.1 * np.random.default_rng(0).standard_normal(3 * window).astype(np.float32)
+    starts = np.linspace(0, audio.shape[-1] - window, 3).astype(int)
+    windows = np.stack([audio[s : s + window] for s in starts]).astype(np.float32)
+    stems = TeacherModel(teacher, "cpu").separate_channels(windows[:, None])[:, 0, 0]  # vocals
+    mix_spec = dsp.stft(windows, codec.cfg.n_fft, codec.cfg.stft_hop)
+    prior = dsp.ratio_mask(dsp.stft(stems, codec.cfg.n_fft, codec.cfg.stft_hop), mix_spec)
+    with torch.no_grad():
+        codes = codec.encode(torch.from_numpy(stems))
+        spec = codec.spectrum(torch.from_numpy(windows))
+        ref = codec.mask(*codec.dequantize(codes), spec, torch.from_numpy(prior)).numpy()
+    tmp = out.parent / f".{out.name}.refine"
+    shutil.rmtree(tmp, ignore_errors=True)
+    try:
+        shutil.copytree(src, tmp)
+        export_aligned(codec.eval(), tmp / "codec_aligned.onnx", n_frames)
+        config["files"]["codec_aligned.onnx"] = sha256(tmp / "codec_aligned.onnx")
+        config["prior"] = {
+            "teacher": _teacher_ref(teacher),
+            "sha256": sha256(teacher / GRAPH_FILE),
+        }
+        config["name"] = out.name
+        config.setdefault("source", {})["aligned"] = str(codec_dir)
+        write_config(tmp, config)
+        model = Model(tmp, "cpu", verify=False)
+        feeds = {
+            "codes": codes.numpy(),
+            "mix_logmag": dsp.log_magnitude(mix_spec),
+            "prior": prior,
+        }
+        (mask,) = model.aligned.run(None, feeds)
+        err = float(np.abs(mask - ref).max())
+        echo(f"aligned decoder parity: mask max abs {err:.3g}")
+        if err > parity.MASK_TOL:
+            raise StemtokError(
+                f"parity check failed: the aligned decoder differs from torch ({err})"
+            )
+        config["parity"] = {**config.get("parity", {}), "aligned_mask_max_abs": err}
+        write_config(tmp, config)
         move_into_place(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

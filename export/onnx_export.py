@@ -106,7 +106,6 @@ def export_decoder(lm: SeparationLM, path: Path, static: bool) -> None:
 def export_codec(codec: Codec, folder: Path, n_frames: int) -> None:
     cfg = codec.cfg
     codes = torch.randint(0, cfg.codebook_size, (2, 2, cfg.n_levels, n_frames))
-    logmag = torch.randn(2, cfg.n_bins, n_frames * cfg.upsample)
     _export(
         GenerativeGraph(codec),
         (codes,),
@@ -115,14 +114,21 @@ def export_codec(codec: Codec, folder: Path, n_frames: int) -> None:
         ["spectrum"],
         {"codes": {0: "B"}, "spectrum": {0: "B"}},
     )
-    _export(
-        AlignedGraph(codec),
-        (codes, logmag),
-        folder / "codec_aligned.onnx",
-        ["codes", "mix_logmag"],
-        ["mask"],
-        {"codes": {0: "B"}, "mix_logmag": {0: "B"}, "mask": {0: "B"}},
-    )
+    export_aligned(codec, folder / "codec_aligned.onnx", n_frames)
+
+
+def export_aligned(codec: Codec, path: Path, n_frames: int) -> None:
+    """The aligned decoder's graph; a codec with ``al_prior`` takes the prior masks as a third
+    input, ``prior``."""
+    cfg = codec.cfg
+    codes = torch.randint(0, cfg.codebook_size, (2, 2, cfg.n_levels, n_frames))
+    args = [codes, torch.randn(2, cfg.n_bins, n_frames * cfg.upsample)]
+    names = ["codes", "mix_logmag"]
+    if cfg.al_prior:
+        args.append(torch.rand(2, cfg.n_bins, n_frames * cfg.upsample))
+        names.append("prior")
+    dynamic = {name: {0: "B"} for name in [*names, "mask"]}
+    _export(AlignedGraph(codec), tuple(args), path, names, ["mask"], dynamic)
 
 
 def model_config(lm: SeparationLM, codec: Codec, folder: Path, static: bool) -> dict[str, Any]:

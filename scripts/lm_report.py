@@ -8,8 +8,9 @@ Inputs (made by ``python -m engine.training.lm_eval`` and ``stemtok train lm``):
     EVALS/prefix-only-736.json  the first small run, without the aligned mixture (no ViSQOL)
     RUNS/lm-*/metrics.jsonl   training and validation curves
 
-Everything after the line ``## Results`` in the report is replaced; the evaluation JSONs are
-copied next to it (docs/lm-report/) so each number can be traced.
+Everything from the line ``## Results`` to the next ``## `` heading after it (or the end) is
+replaced; the evaluation JSONs are copied next to it (docs/lm-report/) so each number can be
+traced.
 
     .venv/bin/python scripts/lm_report.py --evals runs/lm-eval --runs runs
 """
@@ -196,11 +197,13 @@ def main() -> None:
     args = ap.parse_args()
     text = args.report.read_text()
     head = text.split("RESULTS_PLACEHOLDER")[0].split("## Results")[0].rstrip() + "\n\n"
+    rest = text.split("## Results", 1)[1] if "## Results" in text else ""
+    tail = "\n## " + rest.split("\n## ", 1)[1] if "\n## " in rest else ""
     fig_dir = args.report.with_suffix("")
     body = results(args.evals, args.runs, fig_dir)
     if args.reading and args.reading.is_file():
         body += [args.reading.read_text().rstrip(), ""]
-    args.report.write_text(head + "\n".join(body))
+    args.report.write_text(head + "\n".join(body).rstrip() + "\n" + tail)
     fig_dir.mkdir(parents=True, exist_ok=True)
     for path in sorted(args.evals.glob("*.json")):
         shutil.copyfile(path, fig_dir / path.name)

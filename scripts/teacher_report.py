@@ -1,14 +1,15 @@
 """Measurements behind docs/teacher-report.md (each subcommand prints JSON and can write it).
 
-    .venv/bin/python scripts/teacher_report.py curves runs/teacher-stereo docs/teacher-report/curves.png \
-        --compare runs/teacher-small-mono-v1
+    .venv/bin/python scripts/teacher_report.py curves runs/teacher docs/teacher-report/history.png \
+        --start-cpu-hours 2.83 --history docs/teacher-report/history.jsonl
     .venv/bin/python scripts/teacher_report.py windows data/synth-full --split valid \
         --model resources/models/teacher --seconds 20 --json docs/teacher-report/windows.json
     .venv/bin/python scripts/teacher_report.py vad data/synth-full --split test \
         --model resources/models/teacher --json docs/teacher-report/vad.json
 
-``curves``: training loss and validation SI-SDR per stem against the step (``--compare``: the
-average of another run, dashed). ``windows``: SI-SDR per stem of the exported teacher with
+``curves``: training loss and validation SI-SDR per stem against CPU hours (``--history``: a
+committed file that keeps every run's records, earlier runs drawn beside; ``--compare``: the
+average of another run folder, dashed). ``windows``: SI-SDR per stem of the exported teacher with
 inference windows of 3, 6 and 12 s (training crops are 3 s) on the first ``--seconds`` of every
 song, each with the residual of the mixture consistency shared by stem power or equally (only
 equally for a teacher whose masks sum to 1: there is no residual to share), and 3-s windows
@@ -28,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from engine import atomic
 from engine.constants import MODEL_RATE, STEMS
 from engine.data import vad
 from engine.data.musdb import list_tracks
@@ -43,31 +45,64 @@ def cpu_hours(row: dict[str, Any]) -> float:
     return float(row.get("cpu_h", row.get("elapsed_s", 0.0) / 3600))
 
 
+def keep_history(run: Path, history: Path, start_cpu_h: float) -> list[dict[str, Any]]:
+    """Copy ``run``'s metrics records into ``history`` (JSONL, meant to be committed: a run
+    folder may not outlive its machine) under the run's folder name, replacing the records an
+    earlier call copied from it; return every record of the file, oldest run first. Each
+    record gets ``run`` and ``start_cpu_h`` (the CPU hours of the weights it started from)."""
+    kept = [json.loads(x) for x in history.read_text().splitlines()] if history.is_file() else []
+    kept = [r for r in kept if r["run"] != run.name]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    kept += [{"run": run.name, "start_cpu_h": start_cpu_h} | r for r in rows]
+    atomic.write_text(history, "".join(json.dumps(r) + "\n" for r in kept))
+    return kept
+
+
 def curves(
-    run: Path, out: Path, compare: Path | None = None, start_cpu_h: float = 0.0
+    run: Path,
+    out: Path,
+    compare: Path | None = None,
+    start_cpu_h: float = 0.0,
+    history: Path | None = None,
 ) -> dict[str, Any]:
     """The whole history of a run folder (every resumed invocation appends to its
     ``metrics.jsonl``): training loss and validation SI-SDR per stem against CPU hours, a
     dotted line where a run was resumed. ``start_cpu_h``: CPU hours spent on the weights the
-    run started from (``--init``)."""
+    run started from (``--init``). ``history``: a file that keeps the records of every run
+    drawn before (``keep_history``); earlier runs are drawn beside this one (loss in grey,
+    validation average dashed), also when their folders are gone."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    train = [r for r in rows if "loss" in r]
-    valid = [r for r in rows if "valid" in r]
+    if history is not None:
+        every = keep_history(run, history, start_cpu_h)
+    else:
+        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+        every = [{"run": run.name, "start_cpu_h": start_cpu_h} | r for r in rows]
+    runs = list(dict.fromkeys(r["run"] for r in every))
+    train = [r for r in every if "loss" in r and r["run"] == run.name]
+    valid = [r for r in every if "valid" in r and r["run"] == run.name]
     resumes = [cpu_hours(b) for a, b in itertools.pairwise(train) if _resumed(a, b)]
     resumes += _resumed_in_log(run, train, resumes)
-    x = [start_cpu_h + cpu_hours(r) for r in train]
-    xv = [start_cpu_h + cpu_hours(r) for r in valid]
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
-    a.plot(x, [r["loss"] for r in train], lw=0.5)
+    for name in runs[:-1] if runs[-1] == run.name else runs:
+        old_train = [r for r in every if "loss" in r and r["run"] == name]
+        old_valid = [r for r in every if "valid" in r and r["run"] == name]
+        a.plot([_at(r) for r in old_train], [r["loss"] for r in old_train], lw=0.4, color="grey")
+        b.plot(
+            [_at(r) for r in old_valid],
+            [r["valid"]["si_sdr"]["avg"] for r in old_valid],
+            ls="--",
+            lw=1.0,
+            label=f"avg, {name}",
+        )
+    a.plot([_at(r) for r in train], [r["loss"] for r in train], lw=0.5)
     a.set(xlabel="CPU hours", ylabel="training loss", title="loss (time + spectral + MR L1)")
     for stem in (*STEMS, "avg"):
         b.plot(
-            xv,
+            [_at(r) for r in valid],
             [r["valid"]["si_sdr"].get(stem) for r in valid],
             label=stem,
             lw=1.6 if stem == "avg" else 0.8,
@@ -89,18 +124,26 @@ def curves(
     floor = valid[-1]["valid"]["mixture_si_sdr"]["avg"] if valid else None
     if floor is not None:
         b.axhline(floor, color="grey", ls="--", lw=0.8, label="mixture (avg)")
-    b.set(xlabel="CPU hours", ylabel="SI-SDR (dB)", title="validation SI-SDR per stem")
+    b.set(
+        xlabel="CPU hours", ylabel="SI-SDR (dB)", title=f"validation SI-SDR per stem ({run.name})"
+    )
     b.legend(fontsize=7, ncol=2)
     fig.tight_layout()
     fig.savefig(out, dpi=110)
     best = max(valid, key=lambda r: r["valid"]["si_sdr"].get("avg", -99.0)) if valid else None
     return {
+        "runs": runs,
         "steps": train[-1]["step"] if train else 0,
-        "cpu_hours": round(start_cpu_h + (cpu_hours(train[-1]) if train else 0.0), 2),
+        "cpu_hours": round(_at(train[-1]) if train else start_cpu_h, 2),
         "resumes": len(resumes),
         "last_valid": valid[-1] if valid else None,
         "best_valid": best,
     }
+
+
+def _at(row: dict[str, Any]) -> float:
+    """CPU hours of a history record, counted from the weights its run started from."""
+    return float(row["start_cpu_h"]) + cpu_hours(row)
 
 
 def _resumed_in_log(run: Path, train: list[dict[str, Any]], known: list[float]) -> list[float]:
@@ -212,6 +255,12 @@ def main() -> None:
         default=0.0,
         help="CPU hours spent on the weights the run started from (--init)",
     )
+    c.add_argument(
+        "--history",
+        type=Path,
+        help="JSONL that keeps every run's records (docs/teacher-report/history.jsonl): this "
+        "run's are copied in, earlier runs are drawn beside it",
+    )
     for name in ("windows", "vad"):
         s = sub.add_parser(name)
         s.add_argument("data", type=Path)
@@ -221,7 +270,7 @@ def main() -> None:
         s.add_argument("--json", type=Path)
     args = ap.parse_args()
     if args.cmd == "curves":
-        result = curves(args.run, args.out, args.compare, args.start_cpu_hours)
+        result = curves(args.run, args.out, args.compare, args.start_cpu_hours, args.history)
     elif args.cmd == "windows":
         result = windows(args.data, args.split, args.model, args.seconds)
     else:

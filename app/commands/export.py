@@ -13,6 +13,8 @@ Examples (the shipped default model; the shipped teacher):
   stemtok export --lm runs/lm-small/lm.pt --codec resources/models/codec-small \\
       --out resources/models/default --overwrite
   stemtok export --teacher runs/teacher-small --out resources/models/teacher --overwrite
+  stemtok export --refine resources/models/default --codec runs/prior \
+      --out resources/models/default --overwrite
 """
 
 
@@ -44,6 +46,20 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="FOLDER",
         help="upgrade an exported model folder instead: fuse its LM graph and add the float16 "
         "LM for CUDA (lm_fp16.onnx), both checked against its float32 graph",
+    )
+    p.add_argument(
+        "--refine",
+        type=Path,
+        metavar="FOLDER",
+        help="upgrade an exported model folder instead: give it the aligned decoder of --codec, "
+        "one trained to refine a teacher's estimates ('stemtok train codec --prior-teacher'); "
+        "the folder then runs that teacher too",
+    )
+    p.add_argument(
+        "--prior-teacher",
+        type=Path,
+        metavar="TEACHER",
+        help="with --refine: the teacher the decoder refines (default: the one it trained with)",
     )
     p.add_argument("--out", type=Path, required=True, help="model folder to write")
     p.add_argument(
@@ -85,28 +101,40 @@ def run(args: argparse.Namespace) -> int:
     torch.set_num_threads(max(1, args.threads))
     if args.teacher is not None:
         return _run_teacher(args)
-    if args.optimize is not None:
+    if args.refine is not None:
+        from export.model import refine_model
+
+        if args.codec is None or args.lm is not None:
+            raise StemtokError("--refine takes --codec (the refined codec's run) and no --lm")
+        refine_model(
+            args.refine,
+            args.codec,
+            args.out,
+            teacher=args.prior_teacher,
+            overwrite=args.overwrite,
+            parity_audio=args.parity_audio,
+        )
+    elif args.optimize is not None:
         from export.model import optimize_model
 
         optimize_model(
             args.optimize, args.out, overwrite=args.overwrite, parity_audio=args.parity_audio
         )
-        print(args.out)
-        return 0
-    if args.lm is None or args.codec is None:
-        raise StemtokError("give --lm and --codec (or --teacher RUN)")
-    from export.model import export_model
+    else:
+        from export.model import export_model
 
-    if not args.lm.is_file():
-        raise StemtokError(f"{args.lm}: no such LM file")
-    export_model(
-        args.lm,
-        args.codec,
-        args.out,
-        overwrite=args.overwrite,
-        kv=args.kv,
-        parity_audio=args.parity_audio,
-    )
+        if args.lm is None or args.codec is None:
+            raise StemtokError("give --lm and --codec (or --teacher RUN)")
+        if not args.lm.is_file():
+            raise StemtokError(f"{args.lm}: no such LM file")
+        export_model(
+            args.lm,
+            args.codec,
+            args.out,
+            overwrite=args.overwrite,
+            kv=args.kv,
+            parity_audio=args.parity_audio,
+        )
     print(args.out)
     return 0
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from app.commands.train_common import add_run_options, prepare_run, summary
+from engine.errors import StemtokError
 
 
 def register(tsub: argparse._SubParsersAction[Any]) -> None:
@@ -35,6 +36,28 @@ def register(tsub: argparse._SubParsersAction[Any]) -> None:
         type=float,
         help="weight of the aligned decoder's negative-SNR loss (default 0.05)",
     )
+    p.add_argument(
+        "--init", type=Path, metavar="CODEC", help="start a new run from this codec's weights"
+    )
+    p.add_argument(
+        "--prior-teacher",
+        type=Path,
+        metavar="TEACHER",
+        help="train only the aligned decoder of --init, to refine this exported teacher's "
+        "estimates given the stem codes (what the default model runs)",
+    )
+    p.add_argument(
+        "--generated-tokens",
+        type=Path,
+        metavar="MODEL",
+        help="with --prior-teacher: half of each batch gets the codes this exported model's LM "
+        "writes for training crops (what the decoder is given at run time)",
+    )
+    p.add_argument(
+        "--max-substitution",
+        type=float,
+        help="largest share of codes the aligned decoder sees replaced at random (default 0.3)",
+    )
     add_run_options(p, threads=1)
     p.set_defaults(func=run)
 
@@ -45,7 +68,15 @@ def run(args: argparse.Namespace) -> int:
     from engine.training.codec import train_codec
     from engine.training.common import with_overrides
 
+    if args.prior_teacher is not None and args.init is None:
+        raise StemtokError("--prior-teacher needs --init (the codec whose tokens the LM writes)")
+    if args.generated_tokens is not None and args.prior_teacher is None:
+        raise StemtokError("--generated-tokens trains a refining decoder: give --prior-teacher")
     cfg = CodecConfig.named(args.config)
+    if args.init is not None:
+        cfg = CodecConfig.load(args.init)
+    if args.prior_teacher is not None:
+        cfg = type(cfg).from_dict({**cfg.__dict__, "al_prior": True})
     if args.semantic:
         cfg = type(cfg).from_dict({**cfg.__dict__, "semantic": args.semantic})
     tcfg = with_overrides(
@@ -56,6 +87,10 @@ def run(args: argparse.Namespace) -> int:
         lr=args.lr,
         seed=args.seed,
         w_snr=args.snr_weight,
+        max_substitution=args.max_substitution,
+        init=None if args.init is None else str(args.init),
+        prior_teacher=None if args.prior_teacher is None else str(args.prior_teacher),
+        generated_model=None if args.generated_tokens is None else str(args.generated_tokens),
     )
     rec = train_codec(
         cfg,

@@ -38,6 +38,7 @@ from engine.models.weights import load_weights, save_weights
 
 #: Targets predicted by the semantic head: 12 pitch classes, onset, loudness, 4 stem classes.
 SEMANTIC_TARGETS = 18
+PRIOR_EPS = 1e-3  # prior masks are clamped to [eps, 1 - eps] before their logit
 WEIGHTS_FILE = "codec.pt"
 
 
@@ -107,7 +108,12 @@ class GenerativeDecoder(nn.Module):
 
 
 class AlignedDecoder(nn.Module):
-    """Latents + log|X_mix| ``[B, F, 8T]`` -> mask ``[B, F, 8T]`` in [0, 1] on the mixture."""
+    """Latents + log|X_mix| ``[B, F, 8T]`` -> mask ``[B, F, 8T]`` in [0, 1] on the mixture.
+
+    With ``cfg.al_prior`` it also takes a prior mask ``[B, F, 8T]`` (the teacher's estimate of
+    the stem as a magnitude ratio) and refines it: ``sigmoid(logit(prior) + gate * head)``. The
+    gate and the prior's projection start at zero, so before training the output is the prior.
+    """
 
     def __init__(self, cfg: CodecConfig):
         super().__init__()
@@ -116,10 +122,29 @@ class AlignedDecoder(nn.Module):
         self.convs = convnext_stack(cfg.al_dim, cfg.al_convnext)
         self.norm = nn.LayerNorm(cfg.al_dim)
         self.head = nn.Linear(cfg.al_dim, cfg.n_bins)
+        self.prior: nn.Conv1d | None = None
+        if cfg.al_prior:
+            self.prior = nn.Conv1d(cfg.n_bins, cfg.al_dim, 1)
+            for param in self.prior.parameters():
+                nn.init.zeros_(param)
+            self.gate = nn.Parameter(torch.zeros(1))
 
-    def forward(self, za: torch.Tensor, zs: torch.Tensor, mix_logmag: torch.Tensor) -> torch.Tensor:
-        h = self.convs(self.trunk(za, zs) + self.mix(mix_logmag))
-        logits = self.head(self.norm(h.transpose(1, 2))).transpose(1, 2)  # (B, F, 8T)
+    def forward(
+        self,
+        za: torch.Tensor,
+        zs: torch.Tensor,
+        mix_logmag: torch.Tensor,
+        prior: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        h = self.trunk(za, zs) + self.mix(mix_logmag)
+        if self.prior is not None:
+            if prior is None:
+                raise ValueError("this aligned decoder refines a prior mask: pass prior")
+            h = h + self.prior(prior)
+        logits = self.head(self.norm(self.convs(h).transpose(1, 2))).transpose(1, 2)  # (B, F, 8T)
+        if self.prior is not None and prior is not None:
+            p = prior.clamp(PRIOR_EPS, 1.0 - PRIOR_EPS)
+            logits = torch.log(p) - torch.log1p(-p) + self.gate * logits
         return torch.sigmoid(logits)
 
 
@@ -218,16 +243,26 @@ class Codec(nn.Module):
         n = codes.shape[-1] * self.cfg.frame_hop
         return codec_dsp.istft(spec, n, self.cfg.n_fft, self.cfg.stft_hop)
 
-    def mask(self, za: torch.Tensor, zs: torch.Tensor, mix_spec: torch.Tensor) -> torch.Tensor:
-        """Aligned decoder: mask ``[B, F, 8T]`` for one stem on the mixture spectrum."""
-        result: torch.Tensor = self.aligned(za, zs, codec_dsp.log_magnitude(mix_spec))
+    def mask(
+        self,
+        za: torch.Tensor,
+        zs: torch.Tensor,
+        mix_spec: torch.Tensor,
+        prior: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Aligned decoder: mask ``[B, F, 8T]`` for one stem on the mixture spectrum (``prior``
+        ``[B, F, 8T]``: the mask it refines, for a config with ``al_prior``)."""
+        result: torch.Tensor = self.aligned(za, zs, codec_dsp.log_magnitude(mix_spec), prior)
         return result
 
-    def decode_aligned(self, codes: torch.Tensor, mixture: torch.Tensor) -> torch.Tensor:
-        """Aligned decoding: codes ``[B, 2, K, T]`` + mixture ``[B, 3840 T]`` -> stem ``[B, N]``."""
+    def decode_aligned(
+        self, codes: torch.Tensor, mixture: torch.Tensor, prior: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Aligned decoding: codes ``[B, 2, K, T]`` + mixture ``[B, 3840 T]`` (+ the prior mask
+        ``[B, F, 8T]`` of an ``al_prior`` config) -> stem ``[B, N]``."""
         self._check_length(mixture)
         spec = self.spectrum(mixture)
-        est = self.mask(*self.dequantize(codes), spec) * spec
+        est = self.mask(*self.dequantize(codes), spec, prior) * spec
         return codec_dsp.istft(est, mixture.shape[-1], self.cfg.n_fft, self.cfg.stft_hop)
 
     def predict_semantic(self, zq: torch.Tensor) -> torch.Tensor:

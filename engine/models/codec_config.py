@@ -75,6 +75,11 @@ class CodecConfig:
         Generative decoder: width, transformer layers at 12.5 frames/s, ConvNeXt blocks at 100.
     al_dim, al_layers, al_convnext
         Aligned (mask) decoder, same meaning.
+    al_prior
+        The aligned decoder also takes a prior mask per stem (the teacher's magnitude ratio
+        ``|S_teacher| / |X_mix|``, :func:`engine.dsp.ratio_mask`) and refines it: its logits
+        are ``logit(prior) + gate * head``, with the gate and the prior's input projection
+        starting at zero, so an untrained refinement returns the teacher's estimate.
     ema_decay, dead_ratio, dead_patience
         RVQ codebook EMA decay; a code is restarted when its running usage is below
         ``dead_ratio`` of the mean or when no vector chose it for ``dead_patience`` batches.
@@ -105,6 +110,7 @@ class CodecConfig:
     al_dim: int = 160
     al_layers: int = 1
     al_convnext: int = 3
+    al_prior: bool = False
     heads: int = 4
     attn_window: int = 25
     ema_decay: float = 0.99
@@ -178,7 +184,17 @@ class CodecConfig:
 
 @dataclass(frozen=True)
 class CodecTrainConfig:
-    """Optimisation settings (saved as ``train_config.json`` in the run folder)."""
+    """Optimisation settings (saved as ``train_config.json`` in the run folder).
+
+    ``init`` is a codec folder whose weights a new run starts from. ``prior_teacher`` (an
+    exported teacher folder) is for configs with ``al_prior``: the run then trains the aligned
+    decoder alone, to refine that teacher's estimates given the (corrupted) stem codes; the
+    encoders, codebooks and generative decoder stay as ``init`` has them, so the tokens of a
+    language model trained on them stay valid. With ``generated_model`` (an exported model
+    folder), ``generated_share`` of each batch comes from ``generated_crops`` training crops
+    with the codes that folder's LM writes for them (:class:`engine.training.codec_data.GeneratedBank`), the rest from
+    corrupted true codes.
+    """
 
     batch_size: int = 8
     segment_seconds: float = 4.0
@@ -198,6 +214,11 @@ class CodecTrainConfig:
     w_snr: float = 0.05
     max_substitution: float = 0.3
     p_drop_levels: float = 0.5
+    init: str = ""
+    prior_teacher: str = ""
+    generated_model: str = ""
+    generated_crops: int = 512
+    generated_share: float = 0.5
     log_every: int = 10
     eval_every: int = 200
     checkpoint_minutes: float = 4.0

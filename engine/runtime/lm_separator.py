@@ -7,7 +7,9 @@ This module is the model step, one 48-kHz segment::
     segment [C, n48] ─ mono ─ 4-s windows, overlap 1 s
       per chunk of B windows (one batch):
         log-mel [B, 120, 4T] ─ encoder + LM loop ─ codes [B, 4, 2, K, T]
-        aligned:    per channel, STFT of the window ─ masks of all 4 stems (codec_aligned.onnx)
+        aligned:    per channel, STFT of the window ─ masks of all 4 stems (codec_aligned.onnx;
+                    a folder with a prior also feeds the teacher's stems of the window, as
+                    magnitude-ratio masks, which the decoder refines)
                     ─ masks / their sum (the residual goes to each stem in proportion to its
                       mask) ─ iSTFT                                           [B, 4, C, W]
         generative: codec_generative.onnx ─ iSTFT ─ mono, copied to every channel
@@ -33,6 +35,7 @@ from engine.runtime.segments import SegmentJob, SegmentSeparator
 from engine.runtime.separator import FractionProgress
 
 _MASK_FLOOR = 1e-4  # where all masks are ~0 the mixture is shared equally
+_TEACHER_BATCH = 4  # windows per teacher graph call (its masks of 4 windows: about 50 MB)
 _LM_SHARE = 0.8  # share of a chunk's time the progress bar gives to the LM loop
 
 
@@ -102,7 +105,7 @@ class LMSeparator(SegmentSeparator):
                     h = tokens.entropy[j, idx].mean((1, 2))
                     sink(float(p.starts[first + j]) / self.rate, h)
             if mode == "aligned":
-                out = self._aligned(codes, win.cut(x, p, first, count), job.cancel)
+                out = self._aligned(codes, win.cut(x, p, first, count), idx, job.cancel)
             else:
                 out = self._generative(codes)
             for j in range(count):
@@ -110,11 +113,28 @@ class LMSeparator(SegmentSeparator):
             progress((first + count) / p.n_windows)
         return ola.result()
 
-    def _aligned(self, codes: np.ndarray, mix: np.ndarray, cancel: Cancel | None) -> np.ndarray:
-        """codes ``[B, 4, 2, K, T]``, mix windows ``[B, C, W]`` -> stems ``[B, 4, C, W]``."""
+    def _teacher(self, mix: np.ndarray, cancel: Cancel | None) -> np.ndarray | None:
+        """The prior teacher's stems ``[B, 4, C, W]`` of windows ``[B, C, W]`` (None without a
+        prior), a few windows per graph call."""
+        prior = self.model.prior
+        if prior is None:
+            return None
+        parts = []
+        for first in range(0, len(mix), _TEACHER_BATCH):
+            if cancel is not None and cancel():
+                raise Cancelled("separation cancelled")
+            parts.append(prior.separate_channels(mix[first : first + _TEACHER_BATCH]))
+        return np.concatenate(parts)
+
+    def _aligned(
+        self, codes: np.ndarray, mix: np.ndarray, idx: list[int], cancel: Cancel | None
+    ) -> np.ndarray:
+        """codes ``[B, S, 2, K, T]`` of stems ``idx``, mix windows ``[B, C, W]`` -> stems
+        ``[B, S, C, W]``."""
         s = self.model.sizes
         b, n, c, w = codes.shape[0], codes.shape[1], mix.shape[1], mix.shape[2]
         out = np.empty((b, n, c, w), np.float32)
+        teacher = self._teacher(mix, cancel)
         for j in range(b):
             if cancel is not None and cancel():
                 raise Cancelled("separation cancelled")
@@ -123,6 +143,9 @@ class LMSeparator(SegmentSeparator):
                 "codes": np.repeat(codes[j], c, axis=0),  # (4 * C, 2, K, T), stem-major
                 "mix_logmag": np.tile(dsp.log_magnitude(spec), (n, 1, 1)),
             }
+            if teacher is not None:  # its stems as masks (S * C, F, 8T), stem-major
+                prior = dsp.ratio_mask(dsp.stft(teacher[j, idx], s.stft_n_fft, s.stft_hop), spec)
+                feeds["prior"] = prior.reshape(-1, *prior.shape[2:])
             (mask,) = self.model.aligned.run(None, feeds)
             mask = mask.reshape(n, c, *mask.shape[1:])  # (4, C, F, 8T)
             mask = (mask + _MASK_FLOOR / n) / (mask.sum(axis=0) + _MASK_FLOOR)

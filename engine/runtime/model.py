@@ -6,6 +6,9 @@
     <folder>/encoder.onnx  lm.onnx  codec_generative.onnx  codec_aligned.onnx  embed.npy
     <folder>/lm_fp16.onnx        (optional) the LM in float16, run on CUDA
 
+A folder whose config has ``"prior"`` (written by ``stemtok export --refine``) runs a teacher
+too: its aligned decoder refines that teacher's estimates (:func:`open_prior`).
+
 Model names (``--model NAME``, :func:`model_dir`): ``default`` is the shipped generative model,
 ``$STEMTOK_MODEL`` or else ``resources/models/default`` (:func:`default_model_dir`); any other
 bare name is ``resources/models/NAME`` (``teacher`` is the shipped teacher). Named folders are
@@ -162,6 +165,27 @@ def lm_file(config: dict[str, Any], device: str, precision: str) -> str:
     return "lm.onnx"
 
 
+def open_prior(folder: Path, config: dict[str, Any], device: str, threads: int | None) -> Any:
+    """The teacher (:class:`engine.runtime.teacher.TeacherModel`) whose estimates the aligned
+    decoder of ``folder`` refines, or None. ``config["prior"]`` names it (``"teacher"``: the
+    shipped one; or a folder) with the sha256 of its graph: the decoder was trained on that
+    teacher's errors, so another one is refused rather than silently run."""
+    prior = config.get("prior")
+    if prior is None:
+        return None
+    from engine.runtime.teacher import GRAPH_FILE, TeacherModel
+
+    where = model_dir(prior["teacher"])
+    got = read_config(where, verify=False).get("files", {}).get(GRAPH_FILE)
+    if got != prior["sha256"]:
+        raise StemtokError(
+            f"{folder}: its aligned decoder refines the teacher it was trained with, and "
+            f"{where} holds another one; train the refinement again ('stemtok train codec "
+            "--prior-teacher') and export it ('stemtok export --refine')"
+        )
+    return TeacherModel(where, device, threads)
+
+
 class Model:
     """Sessions of a model folder on one device (``auto`` picks CUDA when it works here).
 
@@ -193,6 +217,7 @@ class Model:
         self.use_lm(self.folder / self.lm_name)
         self.generative = open_("codec_generative.onnx")
         self.aligned = open_("codec_aligned.onnx")
+        self.prior = open_prior(self.folder, self.config, self.device, threads)
         self.embed: np.ndarray = np.load(self.folder / "embed.npy")
         self.level_offset = np.arange(self.sizes.layout.n_levels) * self.sizes.layout.vocab_size
 

@@ -136,6 +136,15 @@ class TeacherModel:
         wave = dsp.istft(est.reshape(-1, f, t), padded.shape[-1], self.n_fft, self.hop)
         return wave.reshape(*est.shape[:-2], -1)[..., :n]
 
+    def separate_channels(self, x: np.ndarray) -> np.ndarray:
+        """48-kHz windows ``[B, C, N]`` of any number of channels -> stems ``[B, 4, C, N]``: the
+        channels go through the model in groups (:func:`channel_groups`), one graph call each."""
+        groups = channel_groups(x.shape[1], self.channels)
+        results = [self.separate_windows(x[:, g]) for g in groups]  # (B, 4, M, N) each
+        return np.stack(
+            [merge_groups(groups, [r[j] for r in results], x.shape[1]) for j in range(len(x))]
+        )
+
 
 def wiener(est: np.ndarray, mix: np.ndarray, iterations: int = 1, eps: float = 1e-10) -> np.ndarray:
     """Multichannel Wiener filtering of stem spectra ``[S, C, F, T]`` given the mixture

@@ -11,6 +11,10 @@ One step, on a batch of 4-s mono crops (one stem each, plus the mixture of the s
    gradient to the encoders) and the mixture's STFT, and masks the mixture towards the stem:
    spectral loss + negative SNR.
 
+With a prior (``al_prior`` config, ``prior_teacher`` in the recipe) a step is only 4., the aligned
+decoder also getting the teacher's estimate of the stem as a magnitude-ratio mask, and only the
+aligned decoder trains (from the weights of ``init``).
+
 Runs are resumable (the newest checkpoint of ``OUT`` is picked up), stop at ``max_steps`` or a
 wall-clock budget, and end by writing ``OUT/codec.pt`` + ``OUT/codec_config.json``.
 """
@@ -26,9 +30,10 @@ from typing import Any, TextIO
 import numpy as np
 import torch
 
+from engine import dsp
 from engine.errors import StemtokError
 from engine.models import codec_dsp
-from engine.models.codec import Codec, save_codec
+from engine.models.codec import Codec, load_codec, save_codec
 from engine.models.codec_config import TRAIN_CONFIG_FILE, CodecConfig, CodecTrainConfig
 from engine.models.codec_losses import (
     corrupt_codes,
@@ -39,8 +44,9 @@ from engine.models.codec_losses import (
     spectral_loss,
 )
 from engine.models.rvq import perplexity
+from engine.runtime.teacher import TeacherModel
 from engine.training import common
-from engine.training.codec_data import Batch, CropSampler, StemBank, fixed_batch
+from engine.training.codec_data import Batch, CropSampler, GeneratedBank, StemBank, fixed_batch
 
 
 def to_tensors(batch: Batch, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -83,8 +89,50 @@ def step_losses(
     return total, {k: v.detach() for k, v in parts.items()}, q.codes.detach()
 
 
+def teacher_prior(teacher: TeacherModel, batch: Batch, n_fft: int, hop: int) -> np.ndarray:
+    """The teacher's estimate of each example's stem as a magnitude-ratio mask on its mixture,
+    ``[B, F, 8T]`` at the codec's STFT (what :class:`engine.runtime.lm_separator.LMSeparator`
+    feeds the aligned decoder)."""
+    est = teacher.separate_channels(batch.mixture[:, None])[
+        np.arange(len(batch.stem)), batch.stem, 0
+    ]
+    return dsp.ratio_mask(dsp.stft(est, n_fft, hop), dsp.stft(batch.mixture, n_fft, hop))
+
+
+def prior_step_losses(
+    codec: Codec,
+    batch: Batch,
+    tcfg: CodecTrainConfig,
+    gen: torch.Generator,
+    prior: torch.Tensor,
+    given: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+    """:func:`step_losses` of a run that trains the aligned decoder alone, on top of ``prior``
+    ``[B, F, 8T]`` (the teacher's masks); ``given`` ``[G, 2, K, T]``: the codes of the last
+    ``G`` examples (an LM's), used as they are instead of corrupted true ones."""
+    cfg = codec.cfg
+    stems, mixture, _ = to_tensors(batch, next(codec.parameters()).device)
+    clean = codec.encode(stems)
+    codes, keep = corrupt_codes(
+        clean, cfg.codebook_size, tcfg.max_substitution, tcfg.p_drop_levels, gen
+    )
+    if given is not None:
+        n = len(stems) - len(given)
+        codes = torch.cat([codes[:n], given.to(codes)])
+        keep = torch.cat([keep[:n], torch.full((len(given),), cfg.n_levels, device=keep.device)])
+    mix_spec = codec.spectrum(mixture)
+    mask = codec.mask(*codec.dequantize(codes, keep), mix_spec, prior)
+    est = codec_dsp.istft(mask * mix_spec, stems.shape[-1], cfg.n_fft, cfg.stft_hop)
+    parts = {
+        "aligned": spectral_loss(est, reference_spectra(stems)),
+        "aligned_snr": snr_loss(est, stems),
+    }
+    total = tcfg.w_aligned * (parts["aligned"] + tcfg.w_snr * parts["aligned_snr"])
+    return total, {k: v.detach() for k, v in parts.items()}, clean
+
+
 @torch.no_grad()
-def evaluate(codec: Codec, batch: Batch) -> dict[str, Any]:
+def evaluate(codec: Codec, batch: Batch, prior: torch.Tensor | None = None) -> dict[str, Any]:
     """Validation numbers on a fixed batch: generative log-mel L1, aligned SI-SDR (oracle codes),
     and the share of codes used per level (acoustic, semantic)."""
     was_training = codec.training
@@ -93,18 +141,27 @@ def evaluate(codec: Codec, batch: Batch) -> dict[str, Any]:
     codes = codec.encode(stems)
     rec = codec.decode(codes)
     mel_l1 = (codec_dsp.log_mel(rec) - codec_dsp.log_mel(stems)).abs().mean()
-    est = codec.decode_aligned(codes, mixture)
+    est = codec.decode_aligned(codes, mixture, prior)
     size = codec.cfg.codebook_size
     used = [
         [len(torch.unique(codes[:, p, k])) / size for k in range(codes.shape[2])] for p in (0, 1)
     ]
-    codec.train(was_training)
-    return {
+    out = {
         "mel_l1": float(mel_l1),
         "aligned_si_sdr": float(codec_dsp.si_sdr(stems, est).mean()),
         "mixture_si_sdr": float(codec_dsp.si_sdr(stems, mixture).mean()),
         "batch_code_use": used,
     }
+    if prior is not None:  # the teacher alone (its masks on the mixture), and with no tokens
+        spec = codec.spectrum(mixture)
+        alone = codec_dsp.istft(prior * spec, stems.shape[-1], codec.cfg.n_fft, codec.cfg.stft_hop)
+        out["prior_si_sdr"] = float(codec_dsp.si_sdr(stems, alone).mean())
+        gen = torch.Generator().manual_seed(0)
+        noise = torch.randint(0, size, codes.shape, generator=gen)
+        est = codec.decode_aligned(noise, mixture, prior)
+        out["random_codes_si_sdr"] = float(codec_dsp.si_sdr(stems, est).mean())
+    codec.train(was_training)
+    return out
 
 
 def _usage_record(codec: Codec, codes: torch.Tensor) -> dict[str, Any]:
@@ -138,6 +195,18 @@ class CodecTrainer(common.Trainer):
         self.np_rng = np.random.default_rng(tcfg.seed)
         self.gen = torch.Generator().manual_seed(tcfg.seed)
         self.codec = Codec(cfg).to(device).train()
+        if tcfg.init:
+            _load_init(self.codec, Path(tcfg.init), log)
+        self.teacher: TeacherModel | None = None
+        if cfg.al_prior:
+            if not tcfg.prior_teacher or not tcfg.init:
+                raise StemtokError(
+                    "a codec whose aligned decoder refines a prior is trained from a codec "
+                    "(--init) and a teacher (--prior-teacher)"
+                )
+            self.teacher = TeacherModel(tcfg.prior_teacher, "cpu", torch.get_num_threads())
+            for name, p in self.codec.named_parameters():
+                p.requires_grad_(name.startswith("aligned."))
         self.opt = torch.optim.AdamW(
             [p for p in self.codec.parameters() if p.requires_grad],
             lr=tcfg.lr,
@@ -148,7 +217,17 @@ class CodecTrainer(common.Trainer):
         log.line(f"data: {len(bank.songs)} training songs, {bank.seconds / 60:.1f} min")
         self.bank = bank
         self.sampler = CropSampler(bank, tcfg.segment, self.np_rng)
+        self.generated: GeneratedBank | None = None
+        if self.teacher is not None and tcfg.generated_model:
+            if self.group.world > 1:
+                raise StemtokError("training on an LM's tokens runs in one process")
+            log.line(f"tokens of {tcfg.generated_model} for {tcfg.generated_crops} crops")
+            model, n = Path(tcfg.generated_model), tcfg.generated_crops
+            self.generated = GeneratedBank(bank, model, n, tcfg.segment, out / "cache")
         self.valid = _valid_batch(data, out, tcfg.segment)
+        self.valid_prior = None
+        if self.teacher is not None and self.valid is not None:
+            self.valid_prior = self.prior(self.valid)
         self.schedule = common.Schedule("cosine", tcfg.warmup, tcfg.final_lr_ratio)
 
     def state(self) -> dict[str, Any]:
@@ -180,10 +259,26 @@ class CodecTrainer(common.Trainer):
         lr = self.tcfg.lr * self.schedule.factor(self.step, progress)
         for group in self.opt.param_groups:
             group["lr"] = lr
-        batch = self.sampler.batch(self.tcfg.batch_size)  # the same on every process
+        size = self.tcfg.batch_size
+        taken = 0 if self.generated is None else round(size * self.tcfg.generated_share)
+        batch = self.sampler.batch(size - taken)  # the same on every process
+        given = None
+        if self.generated is not None and taken:
+            part, lm_codes = self.generated.batch(taken, self.np_rng)
+            batch = Batch(
+                np.concatenate([batch.stems, part.stems]),
+                np.concatenate([batch.mixture, part.mixture]),
+                np.concatenate([batch.stem, part.stem]),
+            )
+            given = torch.from_numpy(lm_codes)
         shard = self.group.shard
         batch = Batch(shard(batch.stems), shard(batch.mixture), shard(batch.stem))
-        total, parts, codes = self.forward(step_losses, self.codec, batch, self.tcfg, self.gen)
+        if self.teacher is None:
+            total, parts, codes = self.forward(step_losses, self.codec, batch, self.tcfg, self.gen)
+        else:
+            prior = self.prior(batch)
+            args = (self.codec, batch, self.tcfg, self.gen, prior, given)
+            total, parts, codes = self.forward(prior_step_losses, *args)
         self.opt.zero_grad(set_to_none=True)
         total.backward()  # type: ignore[no-untyped-call]
         grad = torch.nn.utils.clip_grad_norm_(self.codec.parameters(), self.tcfg.grad_clip)
@@ -196,11 +291,21 @@ class CodecTrainer(common.Trainer):
             rec |= _usage_record(self.codec, codes)
         return rec
 
+    def prior(self, batch: Batch) -> torch.Tensor:
+        """The teacher's masks of ``batch`` (a run with a prior)."""
+        assert self.teacher is not None
+        cfg = self.cfg
+        return torch.from_numpy(teacher_prior(self.teacher, batch, cfg.n_fft, cfg.stft_hop)).to(
+            self.device
+        )
+
     def step_line(self, rec: dict[str, Any]) -> str:
         return _summary_line(rec)
 
     def validate(self) -> dict[str, Any] | None:
-        return None if self.valid is None else evaluate(self.codec, self.valid)
+        if self.valid is None:
+            return None
+        return evaluate(self.codec, self.valid, self.valid_prior)
 
     def save_model(self, folder: Path) -> None:
         save_codec(self.codec, folder)
@@ -211,6 +316,19 @@ class CodecTrainer(common.Trainer):
         if added:
             self.sampler.reweight()
         return added
+
+
+def _load_init(codec: Codec, folder: Path, log: common.RunLog) -> None:
+    """Start ``codec`` from the weights of the codec in ``folder``; a prior's projection and
+    gate, which it may lack, keep their zero start."""
+    source = load_codec(folder)
+    missing, unexpected = codec.load_state_dict(source.state_dict(), strict=False)
+    new = [k for k in missing if not k.startswith(("aligned.prior.", "aligned.gate"))]
+    if new or unexpected:
+        raise StemtokError(
+            f"{folder}: its codec does not match this config ({(new + unexpected)[0]})"
+        )
+    log.line(f"weights from {folder}")
 
 
 def _train_split(data: Path) -> str | None:
@@ -225,14 +343,16 @@ def _valid_batch(data: Path, out: Path, n: int) -> Batch | None:
 
 
 def _summary_line(rec: dict[str, Any]) -> str:
+    aligned = f"aligned {rec['aligned']:.3f} snr {-rec['aligned_snr']:.1f} dB"
+    if "spectral" not in rec:  # a run that trains the aligned decoder alone
+        return f"step {rec['step']}  loss {rec['loss']:.3f}  {aligned}  lr {rec['lr']:.2e}"
     use_a = min(rec.get("usage_acoustic", [1.0]))
     use_s = min(rec.get("usage_semantic", [1.0]))
     sem = sum(v for k, v in rec.items() if k.startswith("sem_"))
     return (
         f"step {rec['step']}  loss {rec['loss']:.3f}  "
         f"spectral {rec['spectral']:.3f}  commit {rec['commit']:.3f}  semantic {sem:.3f}  "
-        f"aligned {rec['aligned']:.3f} snr {-rec['aligned_snr']:.1f} dB  "
-        f"min level use a/s {use_a:.2f}/{use_s:.2f}  lr {rec['lr']:.2e}"
+        f"{aligned}  min level use a/s {use_a:.2f}/{use_s:.2f}  lr {rec['lr']:.2e}"
     )
 
 

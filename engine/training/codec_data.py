@@ -203,3 +203,56 @@ def fixed_batch(bank: StemBank, n: int, per_stem: int, seed: int = 1234) -> Batc
         np.stack([i[2] for i in items]),
         np.array([i[0] for i in items], dtype=np.int64),
     )
+
+
+class GeneratedBank:
+    """Crops of training songs with the codes a separation LM writes for each of their stems: an
+    aligned decoder that refines the teacher also learns from the tokens it will be given at
+    run time, not only from corrupted true ones.
+
+    ``n`` crops of ``size`` samples (the LM's window), drawn once with ``seed`` in proportion to
+    song length, their stems as they are (no gains: the LM's tokens depend on the mixture), and
+    the greedy codes of the exported model folder ``model`` (onnxruntime), cached in ``cache``
+    (``.npz``) for resumed runs.
+    """
+
+    def __init__(self, bank: StemBank, model: Path, n: int, size: int, cache: Path, seed: int = 7):
+        path = cache / f"generated-{n}-{seed}.npz"
+        if path.is_file():
+            with np.load(path) as z:
+                self.stems, self.codes = z["stems"], z["codes"]
+            return
+        from engine import dsp
+        from engine.runtime.decode import generate
+        from engine.runtime.model import Model
+
+        lm = Model(model, "cpu")
+        if lm.sizes.window != size:
+            raise StemtokError(
+                f"{model}: its LM writes tokens for windows of {lm.sizes.window} samples, the "
+                f"crops are {size}"
+            )
+        rng = np.random.default_rng(seed)
+        weights = bank.lengths / bank.lengths.sum()
+        songs = rng.choice(len(weights), size=n, p=weights)
+        starts = [int(rng.integers(0, max(1, bank.lengths[k] - size + 1))) for k in songs]
+        self.stems = np.stack(
+            [bank.crop(int(k), s, size) for k, s in zip(songs, starts, strict=True)]
+        )
+        codes = []
+        for first in range(0, n, 16):
+            mix = self.stems[first : first + 16].sum(axis=1)
+            codes.append(generate(lm, dsp.log_mel(mix)).codes)  # (b, 4, 2, K, T)
+        self.codes = np.concatenate(codes)
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, stems=self.stems.astype(np.float16), codes=self.codes.astype(np.int16))
+        tmp.replace(path)
+
+    def batch(self, size: int, rng: np.random.Generator) -> tuple[Batch, np.ndarray]:
+        """``size`` (crop, stem) examples and the LM's codes of each ``[B, 2, K, T]``."""
+        rows = rng.integers(0, len(self.stems), size=size)
+        stems = rng.integers(0, len(STEMS), size=size)
+        crops = np.asarray(self.stems[rows], dtype=np.float32)  # (B, 4, N)
+        batch = Batch(crops[np.arange(size), stems], crops.sum(axis=1), stems.astype(np.int64))
+        return batch, np.asarray(self.codes[rows, stems], dtype=np.int64)
