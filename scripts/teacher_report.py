@@ -51,11 +51,15 @@ def keep_history(run: Path, history: Path, start_cpu_h: float) -> list[dict[str,
     earlier call copied from it; return every record of the file, oldest run first. Each
     record gets ``run`` and ``start_cpu_h`` (the CPU hours of the weights it started from)."""
     kept = [json.loads(x) for x in history.read_text().splitlines()] if history.is_file() else []
-    kept = [r for r in kept if r["run"] != run.name]
-    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-    kept += [{"run": run.name, "start_cpu_h": start_cpu_h} | r for r in rows]
+    kept = [r for r in kept if r["run"] != run.name] + _records(run, start_cpu_h)
     atomic.write_text(history, "".join(json.dumps(r) + "\n" for r in kept))
     return kept
+
+
+def _records(run: Path, start_cpu_h: float) -> list[dict[str, Any]]:
+    """The metrics records of a run folder, each with ``run`` and ``start_cpu_h``."""
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    return [{"run": run.name, "start_cpu_h": start_cpu_h} | r for r in rows]
 
 
 def curves(
@@ -76,18 +80,18 @@ def curves(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if history is not None:
-        every = keep_history(run, history, start_cpu_h)
-    else:
-        rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
-        every = [{"run": run.name, "start_cpu_h": start_cpu_h} | r for r in rows]
+    every = (
+        keep_history(run, history, start_cpu_h)
+        if history is not None
+        else _records(run, start_cpu_h)
+    )
     runs = list(dict.fromkeys(r["run"] for r in every))
     train = [r for r in every if "loss" in r and r["run"] == run.name]
     valid = [r for r in every if "valid" in r and r["run"] == run.name]
     resumes = [cpu_hours(b) for a, b in itertools.pairwise(train) if _resumed(a, b)]
     resumes += _resumed_in_log(run, train, resumes)
     fig, (a, b) = plt.subplots(1, 2, figsize=(11, 3.8))
-    for name in runs[:-1] if runs[-1] == run.name else runs:
+    for name in (n for n in runs if n != run.name):
         old_train = [r for r in every if "loss" in r and r["run"] == name]
         old_valid = [r for r in every if "valid" in r and r["run"] == name]
         a.plot([_at(r) for r in old_train], [r["loss"] for r in old_train], lw=0.4, color="grey")
