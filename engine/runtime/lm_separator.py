@@ -35,7 +35,7 @@ from engine.runtime.segments import SegmentJob, SegmentSeparator
 from engine.runtime.separator import FractionProgress
 
 _MASK_FLOOR = 1e-4  # where all masks are ~0 the mixture is shared equally
-_TEACHER_BATCH = 4  # windows per teacher graph call (its masks of 4 windows: about 50 MB)
+_TEACHER_BATCH = 1  # windows per teacher graph call (4 held 300 MB more at the peak of a song)
 _LM_SHARE = 0.8  # share of a chunk's time the progress bar gives to the LM loop
 
 
