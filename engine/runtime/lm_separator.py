@@ -115,7 +115,7 @@ class LMSeparator(SegmentSeparator):
 
     def _teacher(self, mix: np.ndarray, cancel: Cancel | None) -> np.ndarray | None:
         """The prior teacher's stems ``[B, 4, C, W]`` of windows ``[B, C, W]`` (None without a
-        prior), a few windows per graph call."""
+        prior), ``_TEACHER_BATCH`` windows per graph call."""
         prior = self.model.prior
         if prior is None:
             return None
