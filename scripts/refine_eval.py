@@ -4,6 +4,11 @@ On evenly spread 4-s windows of held-out songs (mono 48 kHz, as the codec sees t
 stem of:
 
 - ``mixture``: the mixture as every stem (the floor);
+- ``oracle ratio mask``: the evaluation harness's oracle (power-ratio masks of the true stems,
+  :class:`engine.evaluation.baselines.OracleMask`) on the same windows: what "close to the
+  oracle" is measured against;
+- ``codec spectra``: the generative decoder's magnitudes of the oracle codes of all four stems,
+  as power-ratio masks on the mixture: how much of the stems the codes alone describe;
 - ``teacher``: the teacher's stems of the window, as magnitude-ratio masks on the mixture (what
   the refining decoder starts from);
 - for the plain aligned decoder (``--codec``, the one the LM's folder shipped with) and the
@@ -29,6 +34,7 @@ import torch
 
 from engine import dsp
 from engine.constants import STEMS
+from engine.evaluation.baselines import OracleMask
 from engine.evaluation.metrics import is_silent
 from engine.models.codec import Codec, load_codec
 from engine.runtime.decode import generate
@@ -81,11 +87,19 @@ def main() -> int:
         est_t = teacher.separate_channels(mixes[:, None])[:, :, 0]  # (W, 4, N)
         mix_spec = dsp.stft(mixes, cfg.n_fft, cfg.stft_hop)
         rng = np.random.default_rng(0)
+        power = []  # the generative decoder's |S|^2 of each stem's oracle codes, (W, F, 8T)
+        for w in range(len(starts)):
+            truth = {stem: refs[i, w, None] for i, stem in enumerate(STEMS)}
+            ideal = OracleMask()(mixes[w][None], cfg.sample_rate, truth)
+            for i, stem in enumerate(STEMS):
+                add("oracle ratio mask", stem, refs[i, w], ideal[stem][0])
         for i, stem in enumerate(STEMS):
             ref = refs[i]
             prior = dsp.ratio_mask(dsp.stft(est_t[:, i], cfg.n_fft, cfg.stft_hop), mix_spec)
             with torch.no_grad():
                 oracle = plain.encode(torch.from_numpy(ref)).numpy()
+                spec = plain.decode_spectrum(*plain.dequantize(torch.from_numpy(oracle)))
+            power.append(spec.abs().numpy() ** 2)
             codes = {
                 "oracle": oracle,
                 "generated": generated[:, i],
@@ -105,6 +119,11 @@ def main() -> int:
                 for w in range(len(starts)):
                     add(f"plain {source}", stem, ref[w], a[w])
                     add(f"refined {source}", stem, ref[w], b[w])
+        ratio = np.stack(power) / (np.sum(power, axis=0) + 1e-12)  # (4, W, F, 8T)
+        for i, stem in enumerate(STEMS):
+            for w in range(len(starts)):
+                est = dsp.istft(ratio[i, w] * mix_spec[w], window, cfg.n_fft, cfg.stft_hop)
+                add("codec spectra", stem, refs[i, w], est)
         print(f"{song}: {len(starts)} windows", file=sys.stderr, flush=True)
     table = {
         name: {stem: round(float(np.mean(v)), 2) for stem, v in per.items()}
