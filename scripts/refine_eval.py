@@ -87,12 +87,12 @@ def main() -> int:
         est_t = teacher.separate_channels(mixes[:, None])[:, :, 0]  # (W, 4, N)
         mix_spec = dsp.stft(mixes, cfg.n_fft, cfg.stft_hop)
         rng = np.random.default_rng(0)
-        power = []  # the generative decoder's |S|^2 of each stem's oracle codes, (W, F, 8T)
         for w in range(len(starts)):
             truth = {stem: refs[i, w, None] for i, stem in enumerate(STEMS)}
             ideal = OracleMask()(mixes[w][None], cfg.sample_rate, truth)
             for i, stem in enumerate(STEMS):
                 add("oracle ratio mask", stem, refs[i, w], ideal[stem][0])
+        power = []  # the generative decoder's |S|^2 of each stem's oracle codes, (W, F, 8T)
         for i, stem in enumerate(STEMS):
             ref = refs[i]
             prior = dsp.ratio_mask(dsp.stft(est_t[:, i], cfg.n_fft, cfg.stft_hop), mix_spec)
